@@ -1,0 +1,179 @@
+"""Declarative resource definitions and how a request body is checked against them.
+
+An ``Attribute`` says whether a key may be posted or updated, its default, how wire input
+converts and validates, whether it is visible, filterable and sortable.  ``Resource`` bundles
+a resource's attributes with its names on both API surfaces.  ``apply_create`` and
+``apply_update`` turn a body into a checked dict or raise ``InvalidInput``; they never touch
+storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from alcor import errors
+from alcor.api import validators as v
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+"""Default of an attribute a create request must name."""
+
+NO_DEFAULT: Any = type("_NoDefault", (), {"__repr__": lambda self: "NO_DEFAULT"})()
+"""Default of an attribute the service fills (ids, allocations, derived values)."""
+
+
+class HTTPBadRequest(errors.BadRequest):
+    """A malformed request (Neutron reports these under webob's class name)."""
+
+    message = "{msg}"
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    name: str
+    kind: str = "string"
+    """OpenAPI type: string, boolean, integer, array or object."""
+    allow_post: bool = True
+    allow_put: bool = False
+    default: Any = NO_DEFAULT
+    """A value, a zero-argument factory, REQUIRED or NO_DEFAULT."""
+    convert: v.Converter | None = None
+    validate: v.Validator | None = None
+    is_visible: bool = True
+    is_filter: bool = False
+    is_sort_key: bool = False
+    constant: Any = NO_DEFAULT
+    """A read-only value every resource reports (not stored)."""
+    description: str = ""
+
+    def default_value(self) -> Any:
+        if callable(self.default):
+            return self.default()
+        return self.default
+
+    def check(self, value: Any) -> Any:
+        """Convert and validate one value; raise InvalidInput with Neutron's wording."""
+        try:
+            if self.convert is not None:
+                value = self.convert(value)
+        except ValueError as exc:
+            raise errors.InvalidInput(attribute=self.name, reason=str(exc)) from None
+        if self.validate is not None and (reason := self.validate(value)) is not None:
+            raise errors.InvalidInput(attribute=self.name, reason=reason)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    name: str
+    """Singular Neutron name (``port``)."""
+    collection: str
+    """Plural Neutron name and path (``ports``)."""
+    attributes: Mapping[str, Attribute]
+    table: str = ""
+    native_name: str = ""
+    """Singular key on Alcor's native paths (``vpc`` for networks)."""
+    native_collection: str = ""
+    """Plural key and path segment on Alcor's native paths (``vpcs``)."""
+    description: str = ""
+    tags: bool = True
+    extra_filters: tuple[str, ...] = field(default=())
+    """Query keys accepted besides attributes (``fixed_ips`` on ports)."""
+
+    @property
+    def native(self) -> tuple[str, str]:
+        return (self.native_name or self.name, self.native_collection or self.collection)
+
+    def render(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The resource as clients see it: visible attributes, constants, tenant_id."""
+        out: dict[str, Any] = {}
+        for name, attr in self.attributes.items():
+            if not attr.is_visible:
+                continue
+            if attr.constant is not NO_DEFAULT:
+                out[name] = attr.constant() if callable(attr.constant) else attr.constant
+            elif name == "tenant_id":
+                out[name] = row.get("project_id")
+            elif name in row:
+                out[name] = row[name]
+        return out
+
+
+def build(*attrs: Attribute) -> dict[str, Attribute]:
+    return {a.name: a for a in attrs}
+
+
+def _unknown(resource: Resource, body: Mapping[str, Any]) -> list[str]:
+    return [k for k in body if k not in resource.attributes]
+
+
+def apply_create(resource: Resource, body: Any, project_id: str) -> dict[str, Any]:
+    """Check a create body: reject unknown and non-postable keys, fill defaults, validate."""
+    if not isinstance(body, dict):
+        raise HTTPBadRequest(msg=f"Body of {resource.name} must be an object")
+    if unknown := _unknown(resource, body):
+        raise HTTPBadRequest(msg=f"Unrecognized attribute(s) '{', '.join(unknown)}'")
+    body = dict(body)
+    _merge_project(body, project_id)
+    result: dict[str, Any] = {}
+    for name, attr in resource.attributes.items():
+        if name in body:
+            if not attr.allow_post:
+                raise HTTPBadRequest(msg=f"Attribute '{name}' not allowed in POST")
+            result[name] = attr.check(body[name])
+        elif attr.allow_post:
+            if attr.default is REQUIRED:
+                raise HTTPBadRequest(
+                    msg=f"Failed to parse request. Required attribute '{name}' not specified"
+                )
+            if attr.default is not NO_DEFAULT:
+                result[name] = attr.check(attr.default_value())
+    result.pop("tenant_id", None)
+    return result
+
+
+def _merge_project(body: dict[str, Any], project_id: str) -> None:
+    project, tenant = body.get("project_id"), body.get("tenant_id")
+    if project is not None and tenant is not None and project != tenant:
+        raise HTTPBadRequest(msg="'project_id' and 'tenant_id' do not match")
+    body["project_id"] = project or tenant or project_id
+    body.pop("tenant_id", None)
+
+
+def apply_update(resource: Resource, body: Any) -> dict[str, Any]:
+    """Check an update body: only updatable keys, each converted and validated."""
+    if not isinstance(body, dict):
+        raise HTTPBadRequest(msg=f"Body of {resource.name} must be an object")
+    if unknown := _unknown(resource, body):
+        raise HTTPBadRequest(msg=f"Unrecognized attribute(s) '{', '.join(unknown)}'")
+    result: dict[str, Any] = {}
+    for name, value in body.items():
+        attr = resource.attributes[name]
+        if not attr.allow_put:
+            raise HTTPBadRequest(msg=f"Cannot update read-only attribute {name}")
+        result[name] = attr.check(value)
+    return result
+
+
+def filter_value(attr: Attribute, raw: str) -> Any:
+    """Convert one query-string value for filtering by this attribute."""
+    if raw == "" and attr.kind != "string":
+        return None
+    convert: Callable[[Any], Any] | None = attr.convert
+    if attr.kind == "boolean":
+        convert = v.to_boolean
+    elif attr.kind == "integer":
+        convert = v.to_int
+    elif attr.kind in ("array", "object"):
+        convert = None
+    try:
+        return convert(raw) if convert is not None else raw
+    except ValueError as exc:
+        raise errors.InvalidInput(attribute=attr.name, reason=str(exc)) from None

@@ -1,0 +1,234 @@
+"""The generic collection controller: list, show, create (single and bulk), update, delete and
+tags for any resource, on Neutron's ``/v2.0`` paths and Alcor's ``/project/{id}`` paths.
+
+It reads the request, applies the resource definition, calls the resource's service (inline
+or in a worker thread, as the store prefers) and renders the answer; it holds no state.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import anyio.to_thread
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from alcor import errors
+from alcor.api import attributes as attrs
+from alcor.api.attributes import HTTPBadRequest, Resource
+from alcor.api.query import parse_list
+from alcor.config import ApiSettings
+from alcor.context import RequestContext
+from alcor.query import Page
+from alcor.services.resource import ResourceService
+
+T = TypeVar("T")
+
+_IF_MATCH = re.compile(r"^\s*revision_number=(\d+)\s*$")
+
+
+class Runner:
+    """Runs blocking service calls: inline for SQLite (microseconds each), in threads otherwise."""
+
+    def __init__(self, inline: bool) -> None:
+        self.inline = inline
+
+    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.inline:
+            return fn(*args)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+
+
+def json_response(status: int, body: Any) -> Response:
+    if status == 204:
+        return Response(status_code=204)
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def context_for(request: Request, settings: ApiSettings) -> RequestContext:
+    path_project = request.path_params.get("project_id")
+    project = path_project or request.headers.get("x-project-id") or settings.default_project_id
+    return RequestContext(project_id=project, is_admin=True,
+                          request_id=request.state.request_id)
+
+
+def if_match(request: Request) -> int | None:
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        return None
+    m = _IF_MATCH.match(header)
+    if m is None:
+        raise HTTPBadRequest(msg=f"Unrecognized If-Match header: {header!r}; "
+                             "expected 'revision_number=N'")
+    return int(m.group(1))
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        raise HTTPBadRequest(msg="Resource body required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise HTTPBadRequest(msg="Malformed request body") from None
+
+
+class Collection:
+    """One resource's handlers on one API surface (Neutron or Alcor-native)."""
+
+    def __init__(
+        self,
+        resource: Resource,
+        service: ResourceService,
+        runner: Runner,
+        settings: ApiSettings,
+        *,
+        native: bool = False,
+    ) -> None:
+        self.resource = resource
+        self.service = service
+        self.run = runner
+        self.settings = settings
+        self.native = native
+        singular, plural = resource.native if native else (resource.name, resource.collection)
+        self.singular = singular
+        self.plural = plural
+        self.input_keys = {singular, resource.name}
+        if native and resource.native_name == "network":
+            self.input_keys.add("vpc")
+
+    # --- rendering -----------------------------------------------------------------------
+
+    def _render(self, row: dict[str, Any], fields: list[str] | None = None) -> dict[str, Any]:
+        out = self.resource.render(row)
+        if fields:
+            return {k: out[k] for k in fields if k in out}
+        return out
+
+    def _links(self, request: Request, page: Page, items: list[dict[str, Any]]) -> list[Any]:
+        params = [(k, v) for k, v in request.query_params.multi_items()
+                  if k not in ("marker", "page_reverse")]
+        links = []
+        query = page_query = None
+        reverse = request.query_params.get("page_reverse", "false").lower() == "true"
+        limit_given = "limit" in request.query_params
+        if items and limit_given and (page.has_more or reverse):
+            query = urlencode([*params, ("marker", items[-1]["id"])])
+            links.append({"rel": "next", "href": f"{request.url.replace(query=query)}"})
+        if items and limit_given and (request.query_params.get("marker") or
+                                      (reverse and page.has_more)):
+            page_query = urlencode([*params, ("marker", items[0]["id"]), ("page_reverse", "True")])
+            links.append({"rel": "previous", "href": f"{request.url.replace(query=page_query)}"})
+        return links
+
+    def _context(self, request: Request) -> RequestContext:
+        return context_for(request, self.settings)
+
+    def _body_items(self, body: Any, *, allow_bulk: bool) -> tuple[list[Any], bool]:
+        if not isinstance(body, dict) or len(body) != 1:
+            raise HTTPBadRequest(msg=f"Unable to find '{self.singular}' in request body")
+        key, value = next(iter(body.items()))
+        if key in self.input_keys:
+            return [value], False
+        if key in (self.plural, self.resource.collection) and allow_bulk:
+            if not isinstance(value, list) or not value:
+                raise HTTPBadRequest(msg=f"Bulk body of {self.plural} must be a non-empty list")
+            return value, True
+        raise HTTPBadRequest(msg=f"Unable to find '{self.singular}' in request body")
+
+    # --- handlers ------------------------------------------------------------------------
+
+    async def list(self, request: Request) -> Response:
+        ctx = self._context(request)
+        scope = [ctx.project_id] if self.native else None
+        req = parse_list(self.resource, request.query_params.multi_items(), project_ids=scope,
+                         max_limit=self.settings.pagination_max_limit)
+        page = await self.run(self.service.list, ctx, req.query)
+        items = [self._render(r, req.fields) for r in page.items]
+        body: dict[str, Any] = {self.plural: items}
+        links = self._links(request, page, page.items)
+        if links:
+            body[f"{self.plural}_links"] = links
+        return json_response(200, body)
+
+    async def show(self, request: Request) -> Response:
+        ctx = self._context(request)
+        row = await self.run(self.service.get, ctx, request.path_params["id"])
+        fields = [f for v in request.query_params.getlist("fields") for f in v.split(",") if f]
+        return json_response(200, {self.singular: self._render(row, fields)})
+
+    async def create(self, request: Request) -> Response:
+        return await self._create(request, allow_bulk=True, force_bulk=False)
+
+    async def create_bulk(self, request: Request) -> Response:
+        return await self._create(request, allow_bulk=True, force_bulk=True)
+
+    async def _create(self, request: Request, *, allow_bulk: bool, force_bulk: bool) -> Response:
+        ctx = self._context(request)
+        items, bulk = self._body_items(await read_json(request), allow_bulk=allow_bulk)
+        checked = [attrs.apply_create(self.resource, item, ctx.project_id) for item in items]
+        rows = await self.run(self.service.create, ctx, checked)
+        if bulk or force_bulk:
+            return json_response(201, {self.plural: [self._render(r) for r in rows]})
+        return json_response(201, {self.singular: self._render(rows[0])})
+
+    async def update(self, request: Request) -> Response:
+        ctx = self._context(request)
+        items, _ = self._body_items(await read_json(request), allow_bulk=False)
+        changes = attrs.apply_update(self.resource, items[0])
+        row = await self.run(self.service.update, ctx, request.path_params["id"], changes,
+                             if_match(request))
+        return json_response(200, {self.singular: self._render(row)})
+
+    async def delete(self, request: Request) -> Response:
+        ctx = self._context(request)
+        await self.run(self.service.delete, ctx, request.path_params["id"], if_match(request))
+        return json_response(204, None)
+
+    # --- tags ----------------------------------------------------------------------------
+
+    async def get_tags(self, request: Request) -> Response:
+        row = await self.run(self.service.get, self._context(request), request.path_params["id"])
+        return json_response(200, {"tags": row["tags"]})
+
+    async def replace_tags(self, request: Request) -> Response:
+        body = await read_json(request)
+        if not isinstance(body, dict) or set(body) != {"tags"}:
+            raise HTTPBadRequest(msg="Invalid tags body: expected {\"tags\": [...]}")
+        names = attrs.Attribute("tags", convert=lambda x: x,
+                                validate=attrs.v.tag_list).check(body["tags"])
+        tags = await self.run(self.service.set_tags, self._context(request),
+                              request.path_params["id"], names, if_match(request))
+        return json_response(200, {"tags": tags})
+
+    async def delete_tags(self, request: Request) -> Response:
+        await self.run(self.service.set_tags, self._context(request), request.path_params["id"],
+                       [], if_match(request))
+        return json_response(204, None)
+
+    async def check_tag(self, request: Request) -> Response:
+        found = await self.run(self.service.has_tag, self._context(request),
+                               request.path_params["id"], request.path_params["tag"])
+        if not found:
+            raise errors.TagNotFound(tag=request.path_params["tag"],
+                                     resource_type=self.resource.name,
+                                     resource_id=request.path_params["id"])
+        return json_response(204, None)
+
+    async def add_tag(self, request: Request) -> Response:
+        tag = request.path_params["tag"]
+        if (reason := attrs.v.tag(tag)) is not None:
+            raise errors.InvalidInput(attribute="tag", reason=reason)
+        await self.run(self.service.add_tag, self._context(request), request.path_params["id"],
+                       tag, if_match(request))
+        return Response(status_code=201)
+
+    async def remove_tag(self, request: Request) -> Response:
+        await self.run(self.service.remove_tag, self._context(request), request.path_params["id"],
+                       request.path_params["tag"], if_match(request))
+        return json_response(204, None)

@@ -1,0 +1,92 @@
+"""Typed, frozen settings and the one place that reads the environment.
+
+``load()`` builds a ``Settings`` tree from defaults overridden by ``ALCOR_<SECTION>__<FIELD>``
+environment variables; everything else receives the tree (or a section) explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    host: str = "127.0.0.1"
+    """Address the Neutron-compatible API listens on."""
+    port: int = 9696
+    """TCP port of the API (Neutron's default)."""
+    default_project_id: str = "admin"
+    """Project used when a noauth request names none (no X-Project-Id, no project_id)."""
+    max_request_bytes: int = 64 * 1024 * 1024
+    """Requests with a larger body are refused with 413."""
+    pagination_max_limit: int = 0
+    """Upper bound on ``limit`` (0 means unbounded, as Neutron's default)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DbSettings:
+    url: str = "sqlite:///var/alcor.db"
+    """SQLAlchemy URL: ``sqlite:///path`` (default) or ``postgresql+psycopg://...``."""
+    sqlite_synchronous: str = "FULL"
+    """SQLite PRAGMA synchronous: FULL survives power loss, NORMAL survives a crash."""
+    pool_size: int = 8
+    """Connections per process for PostgreSQL."""
+    max_retries: int = 20
+    """Times a transaction is retried after losing a race on a unique constraint."""
+
+
+@dataclass(frozen=True, slots=True)
+class IpamSettings:
+    mac_oui: str = "fa:16:3e"
+    """Prefix of generated MAC addresses (three octets)."""
+    vni_min: int = 1
+    """Lowest VXLAN VNI handed to tenant networks."""
+    vni_max: int = 16_000_000
+    """Highest VXLAN VNI handed to tenant networks (VXLAN allows up to 16,777,215)."""
+    network_mtu: int = 1450
+    """MTU of VXLAN tenant networks (1500 minus the 50-byte VXLAN overhead)."""
+    dns_domain: str = "openstacklocal."
+    """Domain of the fqdn reported in a port's dns_assignment."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    api: ApiSettings = field(default_factory=ApiSettings)
+    db: DbSettings = field(default_factory=DbSettings)
+    ipam: IpamSettings = field(default_factory=IpamSettings)
+
+
+_SECTIONS = {"api": ApiSettings, "db": DbSettings, "ipam": IpamSettings}
+
+
+def _coerce(value: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(current, int):
+        return int(value)
+    return value
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from defaults, then ``ALCOR_<SECTION>__<FIELD>`` variables, then overrides.
+
+    ``overrides`` take ``section__field=value`` keywords, e.g. ``db__url="sqlite://"``.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    for name, cls in _SECTIONS.items():
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            key = f"ALCOR_{name.upper()}__{f.name.upper()}"
+            if key in env:
+                values[name][f.name] = _coerce(env[key], getattr(defaults, f.name))
+    for key, value in overrides.items():
+        section, _, fname = key.partition("__")
+        if section not in _SECTIONS or not fname:
+            raise ValueError(f"unknown setting {key!r}")
+        values[section][fname] = value
+    return Settings(**{name: cls(**values[name]) for name, cls in _SECTIONS.items()})

@@ -1,0 +1,136 @@
+"""Neutron-style listing in SQL: filters, tag and allocation filters, sorting, keyset pages.
+
+Everything a ``ListQuery`` asks for runs in the database, so a page of a large table costs a
+page, not a scan in Python.  NULLs sort first in ascending order on every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from alcor.db import tables
+from alcor.query import ListQuery, Page
+
+
+def _filter_conditions(table: sa.Table, query: ListQuery) -> list[sa.ColumnElement[bool]]:
+    conds: list[sa.ColumnElement[bool]] = []
+    for attr, values in query.filters.items():
+        col = table.c[attr]
+        non_null = [v for v in values if v is not None]
+        parts: list[sa.ColumnElement[bool]] = []
+        if non_null:
+            parts.append(col.in_(non_null))
+        if len(non_null) != len(values):
+            parts.append(col.is_(None))
+        conds.append(sa.or_(*parts))
+    if query.project_ids is not None:
+        conds.append(table.c.project_id.in_(query.project_ids))
+    conds.extend(_tag_conditions(table, query))
+    if query.fixed_ips:
+        conds.append(_fixed_ip_condition(table, query.fixed_ips))
+    return conds
+
+
+def _tag_conditions(table: sa.Table, query: ListQuery) -> list[sa.ColumnElement[bool]]:
+    tag = tables.tags
+    conds: list[sa.ColumnElement[bool]] = []
+
+    def having_all(names: list[str]) -> sa.ColumnElement[bool]:
+        sub = (
+            sa.select(tag.c.resource_id)
+            .where(tag.c.tag.in_(names))
+            .group_by(tag.c.resource_id)
+            .having(sa.func.count(sa.distinct(tag.c.tag)) == len(set(names)))
+        )
+        return table.c.id.in_(sub)
+
+    def having_any(names: list[str]) -> sa.ColumnElement[bool]:
+        return table.c.id.in_(sa.select(tag.c.resource_id).where(tag.c.tag.in_(names)))
+
+    if query.tags_all:
+        conds.append(having_all(query.tags_all))
+    if query.tags_any:
+        conds.append(having_any(query.tags_any))
+    if query.not_tags_all:
+        conds.append(sa.not_(having_all(query.not_tags_all)))
+    if query.not_tags_any:
+        conds.append(sa.not_(having_any(query.not_tags_any)))
+    return conds
+
+
+def _fixed_ip_condition(table: sa.Table, specs: list[dict[str, str]]) -> sa.ColumnElement[bool]:
+    """Ports having an allocation that matches every key of any one spec."""
+    alloc = tables.ip_allocations
+    matches: list[sa.ColumnElement[bool]] = []
+    for spec in specs:
+        parts: list[sa.ColumnElement[bool]] = []
+        if "ip_address" in spec:
+            parts.append(alloc.c.ip_address == spec["ip_address"])
+        if "subnet_id" in spec:
+            parts.append(alloc.c.subnet_id == spec["subnet_id"])
+        if "ip_address_substr" in spec:
+            parts.append(alloc.c.ip_address.contains(spec["ip_address_substr"], autoescape=True))
+        matches.append(sa.and_(*parts))
+    return table.c.id.in_(sa.select(alloc.c.port_id).where(sa.or_(*matches)))
+
+
+def _order(table: sa.Table, query: ListQuery) -> list[tuple[sa.Column[Any], bool]]:
+    keys = [(table.c[attr], asc) for attr, asc in query.sorts if attr != "id"]
+    id_asc = next((asc for attr, asc in query.sorts if attr == "id"), True)
+    keys.append((table.c.id, id_asc))
+    if query.page_reverse:
+        keys = [(col, not asc) for col, asc in keys]
+    return keys
+
+
+def _after(col: sa.Column[Any], asc: bool, value: Any) -> sa.ColumnElement[bool]:
+    """Rows strictly after ``value`` in this column's order (NULLs first when ascending)."""
+    if asc:
+        return col.is_not(None) if value is None else col > value
+    if value is None:
+        return sa.false()
+    return sa.or_(col < value, col.is_(None))
+
+
+def _same(col: sa.Column[Any], value: Any) -> sa.ColumnElement[bool]:
+    return col.is_(None) if value is None else col == value
+
+
+def _keyset(
+    order: list[tuple[sa.Column[Any], bool]], marker: dict[str, Any]
+) -> sa.ColumnElement[bool]:
+    """Lexicographic "after the marker row" over every sort key."""
+    clauses: list[sa.ColumnElement[bool]] = []
+    for i, (col, asc) in enumerate(order):
+        prefix = [_same(c, marker[c.key]) for c, _ in order[:i]]
+        clauses.append(sa.and_(*prefix, _after(col, asc, marker[col.key])))
+    return sa.or_(*clauses)
+
+
+def _order_by(col: sa.Column[Any], asc: bool) -> sa.UnaryExpression[Any]:
+    return col.asc().nulls_first() if asc else col.desc().nulls_last()
+
+
+def run_list(
+    conn: Connection, table: sa.Table, columns: list[sa.Label[Any]], query: ListQuery
+) -> Page:
+    conds = _filter_conditions(table, query)
+    order = _order(table, query)
+    if query.marker is not None:
+        marker_cols = [col.label(col.key) for col, _ in order]
+        row = conn.execute(sa.select(*marker_cols).where(table.c.id == query.marker)).first()
+        if row is not None:
+            conds.append(_keyset(order, dict(row._mapping)))
+    stmt = sa.select(*columns).where(*conds).order_by(*(_order_by(c, a) for c, a in order))
+    if query.limit is not None:
+        stmt = stmt.limit(query.limit + 1)
+    items = [dict(r._mapping) for r in conn.execute(stmt)]
+    has_more = query.limit is not None and len(items) > query.limit
+    if has_more:
+        items = items[: query.limit]
+    if query.page_reverse:
+        items.reverse()
+    return Page(items=items, has_more=has_more)

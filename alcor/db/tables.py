@@ -1,0 +1,207 @@
+"""The relational schema: one table per resource plus allocation, binding, tag and outbox tables.
+
+Columns are named for SQL; a column whose API attribute differs (``provider:segmentation_id``)
+carries the attribute name as its ``key``.  Uniqueness that allocation depends on (IP per
+subnet, MAC per network, VNI, one default security group per project, identical rules) is a
+database constraint, so it holds across processes and backends.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = sa.String(36)
+TS = sa.String(20)  # "YYYY-MM-DDTHH:MM:SSZ": sorts as text on every backend
+
+
+def _standard() -> list[sa.Column[object]]:
+    """Columns every resource carries (neutron's standard attributes)."""
+    return [
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("project_id", sa.String(255), nullable=False, index=True),
+        sa.Column("name", sa.String(255), nullable=False, default=""),
+        sa.Column("description", sa.String(255), nullable=False, default=""),
+        sa.Column("tags", sa.JSON, nullable=False),
+        sa.Column("revision_number", sa.Integer, nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("updated_at", TS, nullable=False),
+    ]
+
+
+networks = sa.Table(
+    "networks",
+    metadata,
+    *_standard(),
+    sa.Column("admin_state_up", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("shared", sa.Boolean, nullable=False),
+    sa.Column("mtu", sa.Integer, nullable=False),
+    sa.Column("router_external", sa.Boolean, nullable=False, key="router:external"),
+    sa.Column("port_security_enabled", sa.Boolean, nullable=False),
+    sa.Column("network_type", sa.String(32), nullable=False, key="provider:network_type"),
+    sa.Column("physical_network", sa.String(64), key="provider:physical_network"),
+    sa.Column("segmentation_id", sa.Integer, key="provider:segmentation_id"),
+    sa.Column("dns_domain", sa.String(255), nullable=False),
+    sa.Column("vlan_transparent", sa.Boolean, nullable=False),
+    sa.Column("is_default", sa.Boolean, nullable=False),
+    sa.Column("qos_policy_id", ID),
+    sa.Column("availability_zone_hints", sa.JSON, nullable=False),
+    sa.UniqueConstraint("provider:network_type", "provider:segmentation_id", name="uq_networks_segment"),
+)
+
+subnets = sa.Table(
+    "subnets",
+    metadata,
+    *_standard(),
+    sa.Column(
+        "network_id", ID, sa.ForeignKey("networks.id", ondelete="CASCADE"),
+        nullable=False, index=True,
+    ),
+    sa.Column("ip_version", sa.Integer, nullable=False),
+    sa.Column("cidr", sa.String(64), nullable=False),
+    sa.Column("gateway_ip", sa.String(64)),
+    sa.Column("enable_dhcp", sa.Boolean, nullable=False),
+    sa.Column("ipv6_ra_mode", sa.String(32)),
+    sa.Column("ipv6_address_mode", sa.String(32)),
+    sa.Column("allocation_pools", sa.JSON, nullable=False),
+    sa.Column("host_routes", sa.JSON, nullable=False),
+    sa.Column("dns_nameservers", sa.JSON, nullable=False),
+    sa.Column("service_types", sa.JSON, nullable=False),
+    sa.Column("segment_id", ID),
+    sa.Column("subnetpool_id", ID),
+    sa.Column("dns_publish_fixed_ip", sa.Boolean, nullable=False),
+)
+
+ports = sa.Table(
+    "ports",
+    metadata,
+    *_standard(),
+    sa.Column(
+        "network_id", ID, sa.ForeignKey("networks.id", ondelete="CASCADE"),
+        nullable=False, index=True,
+    ),
+    sa.Column("admin_state_up", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("mac_address", sa.String(32), nullable=False),
+    sa.Column("device_id", sa.String(255), nullable=False, index=True),
+    sa.Column("device_owner", sa.String(255), nullable=False),
+    sa.Column("port_security_enabled", sa.Boolean, nullable=False),
+    sa.Column("binding_host_id", sa.String(255), nullable=False, key="binding:host_id", index=True),
+    sa.Column("binding_vif_type", sa.String(64), nullable=False, key="binding:vif_type"),
+    sa.Column("binding_vnic_type", sa.String(64), nullable=False, key="binding:vnic_type"),
+    sa.Column("binding_profile", sa.JSON, nullable=False, key="binding:profile"),
+    sa.Column("binding_vif_details", sa.JSON, nullable=False, key="binding:vif_details"),
+    sa.Column("fixed_ips", sa.JSON, nullable=False),
+    sa.Column("security_groups", sa.JSON, nullable=False),
+    sa.Column("allowed_address_pairs", sa.JSON, nullable=False),
+    sa.Column("extra_dhcp_opts", sa.JSON, nullable=False),
+    sa.Column("dns_name", sa.String(255), nullable=False),
+    sa.Column("qos_policy_id", ID),
+    sa.Column("ip_allocation", sa.String(16), nullable=False),
+    sa.UniqueConstraint("network_id", "mac_address"),
+)
+
+ip_allocations = sa.Table(
+    "ip_allocations",
+    metadata,
+    sa.Column(
+        "subnet_id", ID, sa.ForeignKey("subnets.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("ip_address", sa.String(64), primary_key=True),
+    sa.Column("network_id", ID, nullable=False, index=True),
+    sa.Column(
+        "port_id", ID, sa.ForeignKey("ports.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+)
+
+security_groups = sa.Table(
+    "security_groups",
+    metadata,
+    *_standard(),
+    sa.Column("stateful", sa.Boolean, nullable=False),
+    sa.Column("shared", sa.Boolean, nullable=False),
+)
+
+default_security_groups = sa.Table(
+    "default_security_groups",
+    metadata,
+    sa.Column("project_id", sa.String(255), primary_key=True),
+    sa.Column(
+        "security_group_id", ID, sa.ForeignKey("security_groups.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+)
+
+security_group_rules = sa.Table(
+    "security_group_rules",
+    metadata,
+    *_standard(),
+    sa.Column(
+        "security_group_id", ID, sa.ForeignKey("security_groups.id", ondelete="CASCADE"),
+        nullable=False, index=True,
+    ),
+    sa.Column("direction", sa.String(16), nullable=False),
+    sa.Column("ethertype", sa.String(8), nullable=False),
+    sa.Column("protocol", sa.String(40)),
+    sa.Column("port_range_min", sa.Integer),
+    sa.Column("port_range_max", sa.Integer),
+    sa.Column("remote_ip_prefix", sa.String(64)),
+    sa.Column(
+        "remote_group_id", ID, sa.ForeignKey("security_groups.id", ondelete="CASCADE"),
+        index=True,
+    ),
+    sa.Column("remote_address_group_id", ID),
+    sa.Column("normalized_cidr", sa.String(64)),
+    # The rule's identity (everything but id, name, description): unique per group,
+    # so a duplicate rule is refused by the database itself.
+    sa.Column("fingerprint", sa.String(400), nullable=False),
+    sa.UniqueConstraint("security_group_id", "fingerprint"),
+)
+
+port_security_groups = sa.Table(
+    "port_security_groups",
+    metadata,
+    sa.Column("port_id", ID, sa.ForeignKey("ports.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "security_group_id", ID, sa.ForeignKey("security_groups.id"), primary_key=True,
+        index=True,
+    ),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("resource_id", ID, primary_key=True),
+    sa.Column("tag", sa.String(255), primary_key=True, index=True),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("resource_type", sa.String(40), nullable=False),
+    sa.Column("resource_id", ID, nullable=False),
+    sa.Column("operation", sa.String(16), nullable=False),
+    sa.Column("revision_number", sa.Integer, nullable=False),
+    sa.Column("project_id", sa.String(255), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+TABLES: dict[str, sa.Table] = {
+    t.name: t
+    for t in (
+        networks, subnets, ports, ip_allocations, security_groups, default_security_groups,
+        security_group_rules, port_security_groups, tags, outbox,
+    )
+}
