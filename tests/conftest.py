@@ -1,0 +1,56 @@
+"""Shared fixtures: settings on a throwaway SQLite file, a migrated store, the services, and a
+client that drives the ASGI app in-process.  Markers come from the test's directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from alcor.api.app import Services
+from alcor.cli.wiring import build_server_app, build_services, open_store
+from alcor.config import Settings, load
+from alcor.context import RequestContext
+from alcor.db.store import Store
+
+LAYERS = ("unit", "contract", "functional")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        layer = next((p for p in parts if p in LAYERS), None)
+        if layer is None:
+            raise pytest.UsageError(f"{item.nodeid} is not under tests/{{{','.join(LAYERS)}}}/")
+        item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load({}, db__url=f"sqlite:///{tmp_path}/alcor.db")
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    s = open_store(settings)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def services(settings: Settings, store: Store) -> Services:
+    return build_services(settings, store)
+
+
+@pytest.fixture
+def ctx() -> RequestContext:
+    return RequestContext.admin("proj-a")
+
+
+@pytest.fixture
+def client(settings: Settings, store: Store) -> Iterator[TestClient]:
+    with TestClient(build_server_app(settings, store), base_url="http://testserver") as c:
+        c.headers["X-Project-Id"] = "proj-a"
+        yield c
