@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from alcor import errors
 from alcor.api import attributes as attrs
+from alcor.api import validators
 from alcor.api.attributes import HTTPBadRequest, Resource
 from alcor.api.query import parse_list
 from alcor.config import ApiSettings
@@ -201,7 +202,7 @@ class Collection:
         if not isinstance(body, dict) or set(body) != {"tags"}:
             raise HTTPBadRequest(msg="Invalid tags body: expected {\"tags\": [...]}")
         names = attrs.Attribute("tags", convert=lambda x: x,
-                                validate=attrs.v.tag_list).check(body["tags"])
+                                validate=validators.tag_list).check(body["tags"])
         tags = await self.run(self.service.set_tags, self._context(request),
                               request.path_params["id"], names, if_match(request))
         return json_response(200, {"tags": tags})
@@ -222,7 +223,7 @@ class Collection:
 
     async def add_tag(self, request: Request) -> Response:
         tag = request.path_params["tag"]
-        if (reason := attrs.v.tag(tag)) is not None:
+        if (reason := validators.tag(tag)) is not None:
             raise errors.InvalidInput(attribute="tag", reason=reason)
         await self.run(self.service.add_tag, self._context(request), request.path_params["id"],
                        tag, if_match(request))

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """The API extensions Alcor implements, as ``GET /v2.0/extensions`` lists them.
 
 Clients choose features by these aliases, so the list names exactly what works: add an
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 # (alias, name, description, updated): Neutron's own wording for each extension.
+# Long lines below are Neutron's own strings, kept whole.
 _EXTENSIONS: tuple[tuple[str, str, str, str], ...] = (
     (
         "allowed-address-pairs",

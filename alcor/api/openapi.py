@@ -28,9 +28,7 @@ def _body(resource: Resource, key: str, *, mode: str) -> dict[str, Any]:
             props[name] = _schema(attr)
             if attr.default is REQUIRED:
                 required.append(name)
-        elif mode == "update" and attr.allow_put:
-            props[name] = _schema(attr)
-        elif mode == "read" and attr.is_visible:
+        elif (mode == "update" and attr.allow_put) or (mode == "read" and attr.is_visible):
             props[name] = _schema(attr)
     inner: dict[str, Any] = {"type": "object", "properties": props}
     if required:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from alcor.api.app import ASGIApp, Services, build_app
+from alcor.api.app import Services, build_app
 from alcor.config import Settings
 from alcor.db.migrate import upgrade
 from alcor.db.store import Store
@@ -12,7 +13,6 @@ from alcor.services.networks import NetworkService
 from alcor.services.ports import PortService
 from alcor.services.security_groups import SecurityGroupRuleService, SecurityGroupService
 from alcor.services.subnets import SubnetService
-
 
 
 def open_store(settings: Settings, *, migrate: bool = True) -> Store:
@@ -40,6 +40,6 @@ def build_services(settings: Settings, store: Store) -> Services:
     )
 
 
-def build_server_app(settings: Settings, store: Store | None = None) -> ASGIApp:
+def build_server_app(settings: Settings, store: Store | None = None) -> Any:
     store = store or open_store(settings)
     return build_app(settings, build_services(settings, store))

@@ -10,7 +10,7 @@ SQLAlchemy; its exceptions are translated here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -60,7 +60,8 @@ def _condition(table: sa.Table, attr: str, value: Any) -> sa.ColumnElement[bool]
         return col.in_(list(value))
     if value is None:
         return col.is_(None)
-    return col == value
+    cond: sa.ColumnElement[bool] = col == value
+    return cond
 
 
 def where_clause(table: sa.Table, where: Where | None) -> list[sa.ColumnElement[bool]]:
@@ -74,7 +75,7 @@ class Transaction:
         self.conn = conn
         self.dialect = dialect
 
-    def insert(self, table: str, rows: Mapping[str, Any] | list[Mapping[str, Any]]) -> None:
+    def insert(self, table: str, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
         batch = [rows] if isinstance(rows, Mapping) else rows
         if batch:
             self.conn.execute(tables.TABLES[table].insert(), list(batch))

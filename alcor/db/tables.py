@@ -55,7 +55,9 @@ networks = sa.Table(
     sa.Column("is_default", sa.Boolean, nullable=False),
     sa.Column("qos_policy_id", ID),
     sa.Column("availability_zone_hints", sa.JSON, nullable=False),
-    sa.UniqueConstraint("provider:network_type", "provider:segmentation_id", name="uq_networks_segment"),
+    sa.UniqueConstraint(
+        "provider:network_type", "provider:segmentation_id", name="uq_networks_segment"
+    ),
 )
 
 subnets = sa.Table(

@@ -6,7 +6,7 @@ no committed change can be missed and no uncommitted one can leak.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alcor.db.store import Transaction
@@ -40,7 +40,7 @@ def append(
 
 
 def append_many(
-    txn: Transaction, resource_type: str, rows: list[Mapping[str, Any]], operation: str
+    txn: Transaction, resource_type: str, rows: Sequence[Mapping[str, Any]], operation: str
 ) -> None:
     now = utcnow()
     txn.insert(

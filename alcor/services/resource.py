@@ -8,6 +8,7 @@ hooks (``create_one``, ``decorate``, ``before_update``, ``before_delete``).
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -163,7 +164,7 @@ class ResourceService:
     # --- tags ----------------------------------------------------------------------------
 
     def _write_tags(
-        self, txn: Transaction, id_: str, names: list[str], replace: bool = False
+        self, txn: Transaction, id_: str, names: builtins.list[str], replace: bool = False
     ) -> None:
         unique = list(dict.fromkeys(names))
         if len(unique) > MAX_TAGS:
@@ -175,15 +176,19 @@ class ResourceService:
         txn.insert("tags", [{"resource_id": id_, "tag": t} for t in unique])
 
     def set_tags(
-        self, ctx: RequestContext, id_: str, names: list[str], expected_revision: int | None = None
-    ) -> list[str]:
+        self,
+        ctx: RequestContext,
+        id_: str,
+        names: builtins.list[str],
+        expected_revision: int | None = None,
+    ) -> builtins.list[str]:
         """Replace every tag of a resource (``PUT .../tags``)."""
         return self.store.write(self._set_tags_txn, ctx, id_, names, expected_revision)
 
     def _set_tags_txn(
-        self, txn: Transaction, ctx: RequestContext, id_: str, names: list[str],
+        self, txn: Transaction, ctx: RequestContext, id_: str, names: builtins.list[str],
         expected_revision: int | None,
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         row = self.find_visible(txn, ctx, id_)
         check_revision(row, expected_revision)
         unique = list(dict.fromkeys(names))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '4c5b6ab8d8d6'
 down_revision = None
 branch_labels = None
