@@ -10,10 +10,13 @@ SQLAlchemy; its exceptions are translated here.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -21,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 
 from alcor import errors
 from alcor.config import DbSettings
+from alcor.db import statements as stmt
 from alcor.db import tables
 from alcor.db.listing import run_list
 from alcor.query import ListQuery, Page
@@ -31,6 +35,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 Where = Mapping[str, Any]
+
+
+DRIVER_ERRORS = (sa.exc.DBAPIError, sqlite3.Error, psycopg.Error)
+"""Driver errors, raw (hot-path statements) or wrapped by SQLAlchemy (listing, migrations)."""
 
 
 class DuplicateEntry(errors.Conflict):
@@ -54,36 +62,40 @@ def _select_columns(table: sa.Table) -> list[sa.Label[Any]]:
 _COLUMNS = {name: _select_columns(t) for name, t in tables.TABLES.items()}
 
 
-def _condition(table: sa.Table, attr: str, value: Any) -> sa.ColumnElement[bool]:
-    col = table.c[attr]
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return col.in_(list(value))
-    if value is None:
-        return col.is_(None)
-    cond: sa.ColumnElement[bool] = col == value
-    return cond
-
-
-def where_clause(table: sa.Table, where: Where | None) -> list[sa.ColumnElement[bool]]:
-    return [_condition(table, k, v) for k, v in (where or {}).items()]
-
-
 class Transaction:
-    """One open transaction; rows in and out are dicts keyed by API attribute names."""
+    """One open transaction; rows in and out are dicts keyed by API attribute names.
+
+    Simple statements run on the driver's cursor through ``statements.py`` (rendered once
+    per shape); listing goes through SQLAlchemy Core (``listing.py``).
+    """
 
     def __init__(self, conn: Connection, dialect: str) -> None:
         self.conn = conn
         self.dialect = dialect
+        self._ph = "?" if dialect == "sqlite" else "%s"
+        self._cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
+        self._cursor.execute(sql, params)
+        return self._cursor
 
     def insert(self, table: str, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
         batch = [rows] if isinstance(rows, Mapping) else rows
-        if batch:
-            self.conn.execute(tables.TABLES[table].insert(), list(batch))
+        if not batch:
+            return
+        info = stmt.INFO[table]
+        columns = tuple(batch[0])
+        sql = stmt.insert_sql(table, columns, self._ph)
+        dump = stmt.dump
+        values = [tuple(dump(info, c, row[c]) for c in columns) for row in batch]
+        if len(values) == 1:
+            self._cursor.execute(sql, values[0])
+        else:
+            self._cursor.executemany(sql, values)
 
     def get(self, table: str, id_: str) -> dict[str, Any] | None:
-        t = tables.TABLES[table]
-        row = self.conn.execute(sa.select(*_COLUMNS[table]).where(t.c.id == id_)).first()
-        return dict(row._mapping) if row is not None else None
+        rows = self.select(table, {"id": id_})
+        return rows[0] if rows else None
 
     def select(
         self,
@@ -94,38 +106,41 @@ class Transaction:
         order_by: Iterable[str] = (),
         for_update: bool = False,
     ) -> list[dict[str, Any]]:
-        t = tables.TABLES[table]
-        cols = _COLUMNS[table] if columns is None else [t.c[c].label(c) for c in columns]
-        stmt = sa.select(*cols).where(*where_clause(t, where))
-        for attr in order_by:
-            stmt = stmt.order_by(t.c[attr])
-        if for_update and self.dialect == "postgresql":
-            stmt = stmt.with_for_update()
-        return [dict(r._mapping) for r in self.conn.execute(stmt)]
+        info = stmt.INFO[table]
+        cols = info.attrs if columns is None else tuple(columns)
+        shape, params = stmt.shape_of(where)
+        sql = stmt.select_sql(table, cols, shape, tuple(order_by), self._ph,
+                              for_update=for_update and self.dialect == "postgresql")
+        load = stmt.load_row
+        return [load(info, cols, r) for r in self._execute(sql, params).fetchall()]
 
     def scalars(self, table: str, column: str, where: Where | None = None) -> list[Any]:
-        t = tables.TABLES[table]
-        stmt = sa.select(t.c[column]).where(*where_clause(t, where))
-        return list(self.conn.execute(stmt).scalars())
+        return [r[column] for r in self.select(table, where, columns=(column,))]
 
     def count(self, table: str, where: Where | None = None) -> int:
-        t = tables.TABLES[table]
-        stmt = sa.select(sa.func.count()).select_from(t).where(*where_clause(t, where))
-        return int(self.conn.execute(stmt).scalar_one())
+        shape, params = stmt.shape_of(where)
+        row = self._execute(stmt.count_sql(table, shape, self._ph), params).fetchone()
+        return int(row[0])
 
     def exists(self, table: str, where: Where) -> bool:
-        t = tables.TABLES[table]
-        stmt = sa.select(sa.literal(1)).select_from(t).where(*where_clause(t, where)).limit(1)
-        return self.conn.execute(stmt).first() is not None
+        shape, params = stmt.shape_of(where)
+        sql = stmt.select_sql(table, ("id",) if "id" in stmt.INFO[table].columns else
+                              (next(iter(where)),), shape, (), self._ph, limit_one=True)
+        return self._execute(sql, params).fetchone() is not None
 
     def update(self, table: str, where: Where, values: Mapping[str, Any]) -> int:
-        t = tables.TABLES[table]
-        result = self.conn.execute(t.update().where(*where_clause(t, where)).values(dict(values)))
-        return int(result.rowcount)
+        if not values:
+            return 0
+        info = stmt.INFO[table]
+        columns = tuple(values)
+        shape, params = stmt.shape_of(where)
+        sql = stmt.update_sql(table, columns, shape, self._ph)
+        args = [stmt.dump(info, c, values[c]) for c in columns] + params
+        return int(self._execute(sql, args).rowcount)
 
     def delete(self, table: str, where: Where) -> int:
-        t = tables.TABLES[table]
-        return int(self.conn.execute(t.delete().where(*where_clause(t, where))).rowcount)
+        shape, params = stmt.shape_of(where)
+        return int(self._execute(stmt.delete_sql(table, shape, self._ph), params).rowcount)
 
     def list(self, table: str, query: ListQuery) -> Page:
         return run_list(self.conn, tables.TABLES[table], _COLUMNS[table], query)
@@ -139,6 +154,9 @@ class Store:
         self.settings = settings
         self.dialect = engine.dialect.name
         self.is_sqlite = self.dialect == "sqlite"
+        # SQLite: each thread keeps one connection open (checking one out of the pool per
+        # transaction cost more than most transactions).
+        self._local = threading.local()
 
     @classmethod
     def connect(cls, settings: DbSettings) -> Store:
@@ -149,6 +167,10 @@ class Store:
         tables.metadata.create_all(self.engine)
 
     def dispose(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
         self.engine.dispose()
 
     def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -170,44 +192,67 @@ class Store:
         return self._run(fn, False, *args, **kwargs)
 
     def _run(self, fn: Callable[..., T], write: bool, *args: Any, **kwargs: Any) -> T:
+        if self.is_sqlite:
+            return self._run_sqlite(fn, write, *args, **kwargs)
         with self.engine.connect() as conn:
-            if self.is_sqlite:
-                return self._run_sqlite(conn, fn, write, *args, **kwargs)
+            if not write:
+                # Writes run READ COMMITTED (unique constraints settle their races); a read
+                # sees one snapshot for all its statements, as on SQLite.
+                conn.execution_options(isolation_level="REPEATABLE READ")
             try:
                 with conn.begin():
                     return fn(Transaction(conn, self.dialect), *args, **kwargs)
-            except sa.exc.DBAPIError as exc:
+            except DRIVER_ERRORS as exc:
                 raise translate(exc) from exc
 
-    def _run_sqlite(
-        self, conn: Connection, fn: Callable[..., T], write: bool, *args: Any, **kwargs: Any
-    ) -> T:
+    def _sqlite_connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self.engine.connect()
+            self._local.conn = conn
+        return conn
+
+    def _run_sqlite(self, fn: Callable[..., T], write: bool, *args: Any, **kwargs: Any) -> T:
         # The pysqlite connection is in autocommit mode; transactions are ours to open, and
         # a write takes the database lock up front (BEGIN IMMEDIATE) instead of failing
         # halfway with SQLITE_BUSY when it first writes.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        conn = self._sqlite_connection()
+        raw: Any = conn.connection.driver_connection
+        try:
+            raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except DRIVER_ERRORS as exc:
+            raise translate(exc) from exc
         try:
             result = fn(Transaction(conn, self.dialect), *args, **kwargs)
         except BaseException as exc:
-            conn.exec_driver_sql("ROLLBACK")
-            if isinstance(exc, sa.exc.DBAPIError):
+            self._rollback(raw)
+            if isinstance(exc, DRIVER_ERRORS):
                 raise translate(exc) from exc
             raise
         try:
-            conn.exec_driver_sql("COMMIT")
-        except sa.exc.DBAPIError as exc:
-            conn.exec_driver_sql("ROLLBACK")
+            raw.execute("COMMIT")
+        except DRIVER_ERRORS as exc:
+            self._rollback(raw)
             raise translate(exc) from exc
         return result
+
+    def _rollback(self, raw: Any) -> None:
+        try:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+        except DRIVER_ERRORS:
+            LOG.exception("rollback failed; dropping the connection")
+            self._local.conn.invalidate()
+            self._local.conn = None
 
 
 class _SerializationFailure(errors.Conflict):
     message = "Transaction aborted by a concurrent one."
 
 
-def translate(exc: sa.exc.DBAPIError) -> errors.AlcorError:
-    """Turn a driver error into the Alcor family it belongs to."""
-    orig = exc.orig
+def translate(exc: BaseException) -> errors.AlcorError:
+    """Turn a driver error (raw or wrapped by SQLAlchemy) into the Alcor family it belongs to."""
+    orig = getattr(exc, "orig", None) or exc
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     text = str(orig)
     if sqlstate == "23505" or "UNIQUE constraint failed" in text:
@@ -218,7 +263,8 @@ def translate(exc: sa.exc.DBAPIError) -> errors.AlcorError:
         return _SerializationFailure()
     if sqlstate == "23503" or "FOREIGN KEY constraint failed" in text:
         return errors.Conflict()
-    if "database is locked" in text or isinstance(exc, sa.exc.OperationalError):
+    operational = (sa.exc.OperationalError, sqlite3.OperationalError, psycopg.OperationalError)
+    if "database is locked" in text or isinstance(exc, operational):
         return errors.ServiceUnavailable(reason="database unavailable")
     return errors.AlcorError()
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 
 from alcor import errors
@@ -10,7 +11,8 @@ from alcor.db.store import Transaction
 
 SMALL_RANGE = 4096
 """Ranges up to this size are searched exhaustively; larger ones by random probes first."""
-PROBES = 32
+PROBES = 8
+_RANDOM = random.SystemRandom()
 
 
 def allocate_vni(txn: Transaction, low: int, high: int, network_type: str = "vxlan") -> int:
@@ -22,7 +24,7 @@ def allocate_vni(txn: Transaction, low: int, high: int, network_type: str = "vxl
     size = high - low + 1
     where = {"provider:network_type": network_type}
     if size > SMALL_RANGE:
-        candidates = sorted({low + secrets.randbelow(size) for _ in range(PROBES)})
+        candidates = sorted({low + _RANDOM.randrange(size) for _ in range(PROBES)})
         taken = set(txn.scalars("networks", "provider:segmentation_id",
                                 {**where, "provider:segmentation_id": candidates}))
         free = [c for c in candidates if c not in taken]
