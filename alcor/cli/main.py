@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -11,12 +12,22 @@ from alcor import __version__
 from alcor.config import Settings, load
 
 
+def tune_gc() -> None:
+    """Keep the cyclic collector off the request path: what start-up built is frozen out of
+    its scans, and young collections run every 50,000 allocations instead of 700 (a request
+    allocates thousands of short-lived objects that reference counting frees anyway)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def _server(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from alcor.cli.wiring import build_server_app
 
     app = build_server_app(settings)
+    tune_gc()
     print(
         f"Alcor {__version__} serving the Neutron API on "
         f"http://{settings.api.host}:{settings.api.port}/ (database: {settings.db.url})\n"
