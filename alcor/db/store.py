@@ -79,6 +79,16 @@ class Transaction:
         self._cursor.execute(sql, params)
         return self._cursor
 
+    def savepoint(self, name: str) -> None:
+        self._cursor.execute(f"SAVEPOINT {name}")
+
+    def rollback_to(self, name: str) -> None:
+        self._cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        self._cursor.execute(f"RELEASE SAVEPOINT {name}")
+
+    def release(self, name: str) -> None:
+        self._cursor.execute(f"RELEASE SAVEPOINT {name}")
+
     def insert(self, table: str, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
         batch = [rows] if isinstance(rows, Mapping) else rows
         if not batch:
@@ -185,6 +195,44 @@ class Store:
                         raise
                     raise RetriesExhausted(attempts=attempts) from exc
                 LOG.debug("retrying transaction after %s (attempt %d)", exc, attempt)
+        raise AssertionError("unreachable")
+
+    def write_each(self, calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+        """Run every ``fn(txn, *args)`` in one transaction, each in its own savepoint.
+
+        Returns each call's result, or the exception it raised (its changes rolled back to
+        its savepoint, the others kept).  A call that loses a race is retried alone.  If the
+        shared commit fails, that error is raised for all.
+        """
+        return self._run(self._each_txn, True, calls)
+
+    def _each_txn(
+        self, txn: Transaction, calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]
+    ) -> list[Any]:
+        outcomes: list[Any] = []
+        for fn, args in calls:
+            outcomes.append(self._savepoint_call(txn, fn, args))
+        return outcomes
+
+    def _savepoint_call(
+        self, txn: Transaction, fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> Any:
+        attempts = max(1, self.settings.max_retries)
+        for attempt in range(1, attempts + 1):
+            txn.savepoint("call")
+            try:
+                result = fn(txn, *args)
+            except BaseException as exc:
+                txn.rollback_to("call")
+                error = translate(exc) if isinstance(exc, DRIVER_ERRORS) else exc
+                retryable = isinstance(error, (DuplicateEntry, _SerializationFailure))
+                if retryable and attempt < attempts:
+                    continue
+                if not isinstance(error, Exception):
+                    raise
+                return error
+            txn.release("call")
+            return result
         raise AssertionError("unreachable")
 
     def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
