@@ -178,3 +178,196 @@ class RevisionNumberConstraintFailed(PreconditionFailed):
 
 class TunnelIdInUse(InUse):
     message = "Unable to create the network. The tunnel ID {tunnel_id} is in use."
+
+
+# --- subnets (neutron_lib.exceptions wording) -----------------------------------------
+
+
+class InvalidAllocationPool(BadRequest):
+    message = "The allocation pool {pool} is not valid."
+
+
+class OutOfBoundsAllocationPool(BadRequest):
+    message = "The allocation pool {pool} spans beyond the subnet cidr {subnet_cidr}."
+
+
+class OverlappingAllocationPools(Conflict):
+    message = "Found overlapping allocation pools: {pool_1} {pool_2} for subnet {subnet_cidr}."
+
+
+class GatewayConflictWithAllocationPools(InUse):
+    message = "Gateway ip {ip_address} conflicts with allocation pool {pool}."
+
+
+class GatewayIpInUse(InUse):
+    message = (
+        "Current gateway ip {ip_address} already in use by port {port_id}. Unable to update."
+    )
+
+
+class IpAddressInUse(InUse):
+    message = (
+        "Unable to complete operation for network {net_id}. "
+        "The IP address {ip_address} is in use."
+    )
+
+
+class HostRoutesExhausted(BadRequest):
+    message = (
+        "Unable to complete operation for {subnet_id}. "
+        "The number of host routes exceeds the limit {quota}."
+    )
+
+
+class DNSNameServersExhausted(BadRequest):
+    message = (
+        "Unable to complete operation for {subnet_id}. "
+        "The number of DNS nameservers exceeds the limit {quota}."
+    )
+
+
+class InvalidSubnetServiceType(InvalidInput):
+    message = "Subnet service type {service_type} does not correspond to a valid device owner."
+
+
+# --- security groups (neutron/extensions/securitygroup.py wording) ---------------------
+
+
+class InvalidCIDR(BadRequest):
+    message = "Invalid CIDR {input} given as IP prefix."
+
+
+class SecurityGroupInvalidPortRange(InvalidInput):
+    message = "For TCP/UDP protocols, port_range_min must be <= port_range_max"
+
+
+class SecurityGroupInvalidProtocolForPort(InvalidInput):
+    message = (
+        "Ports cannot be specified for protocol {protocol}. "
+        "Ports are only supported for {valid_port_protocols}."
+    )
+
+
+class SecurityGroupInvalidPortValue(InvalidInput):
+    message = "Invalid value for port {port}"
+
+
+class SecurityGroupInvalidIcmpValue(InvalidInput):
+    message = "Invalid value for ICMP {field} ({attr}) {value}. It must be 0 to 255."
+
+
+class SecurityGroupEthertypeConflictWithProtocol(InvalidInput):
+    message = "Invalid ethertype {ethertype} for protocol {protocol}."
+
+
+class SecurityGroupMissingIcmpType(InvalidInput):
+    message = (
+        "ICMP code (port-range-max) {value} is provided but ICMP type (port-range-min) "
+        "is missing."
+    )
+
+
+class SecurityGroupRuleInvalidProtocol(InvalidInput):
+    message = (
+        "Security group rule protocol {protocol} not supported. Only protocol values "
+        "{values} and integer representations [0 to 255] are supported."
+    )
+
+
+class SecurityGroupRuleInvalidEtherType(InvalidInput):
+    message = (
+        "Security group rule for ethertype '{ethertype}' not supported. "
+        "Allowed values are {values}."
+    )
+
+
+class SecurityGroupRulesNotSingleProject(InvalidInput):
+    message = "Multiple project_ids in bulk security group rule create not allowed"
+
+
+class SecurityGroupMultipleRemoteEntites(InvalidInput):
+    message = (
+        "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id "
+        "may be provided."
+    )
+
+
+class SecurityGroupProtocolRequiredWithPorts(InvalidInput):
+    message = "Must also specify protocol if port range is given."
+
+
+class SecurityGroupNotSingleGroupRules(InvalidInput):
+    message = "Only allowed to update rules for one security profile at a time"
+
+
+class SecurityGroupRuleParameterConflict(InvalidInput):
+    message = "Conflicting value ethertype {ethertype} for CIDR {cidr}"
+
+
+class AddressGroupNotFound(NotFound):
+    message = "Address group {address_group_id} could not be found."
+
+
+class SecurityGroupCannotUpdateDefault(InUse):
+    message = "Updating default security group not allowed."
+
+
+class SecurityGroupDefaultAlreadyExists(InUse):
+    message = "Default security group already exists."
+
+
+class DuplicateSecurityGroupRuleInPost(InUse):
+    message = "Duplicate Security Group Rule in POST."
+
+
+# --- ports and IPAM (neutron_lib.exceptions and neutron/ipam/exceptions.py wording) ----
+
+
+class InvalidIpForSubnet(BadRequest):
+    message = "IP address {ip_address} is not a valid IP for the specified subnet."
+
+
+class InvalidIpForNetwork(BadRequest):
+    message = (
+        "IP address {ip_address} is not a valid IP for any of the subnets on the "
+        "specified network."
+    )
+
+
+class AllocationOnAutoAddressSubnet(InvalidInput):
+    message = (
+        "IPv6 address {ip} cannot be directly assigned to a port on subnet {subnet_id} "
+        "as the subnet is configured for automatic addresses"
+    )
+
+
+class PortBound(InUse):
+    message = (
+        "Unable to complete operation on port {port_id}, port is already bound, port "
+        "type: {vif_type}, old_mac {old_mac}, new_mac {new_mac}."
+    )
+
+
+class PortSecurityAndIPRequiredForSecurityGroups(InvalidInput):
+    message = (
+        "Port security must be enabled and port must have an IP address in order to use "
+        "security groups."
+    )
+
+
+class PortSecurityPortHasSecurityGroup(InUse):
+    message = (
+        "Port has security group associated. Cannot disable port security or IP address "
+        "until security group is removed."
+    )
+
+
+class AddressPairAndPortSecurityRequired(Conflict):
+    message = "Port Security must be enabled in order to have allowed address pairs on a port."
+
+
+class DuplicateAddressPairInRequest(InvalidInput):
+    message = (
+        "Request contains duplicate address pair: mac_address {mac_address} "
+        "ip_address {ip_address}."
+    )

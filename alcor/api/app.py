@@ -24,6 +24,7 @@ from alcor.api.definitions import RESOURCES
 from alcor.api.openapi import openapi_document
 from alcor.config import Settings
 from alcor.context import new_request_id
+from alcor.db.store import Store
 from alcor.services.resource import ResourceService
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -37,6 +38,7 @@ class Services:
     """The use-case objects the API calls, by Neutron collection name."""
 
     by_collection: dict[str, ResourceService]
+    store: Store
     inline: bool
     """Run service calls on the event loop (SQLite) instead of worker threads."""
 
@@ -92,6 +94,11 @@ class RequestIdMiddleware:
 async def _alcor_error(request: Request, exc: Exception) -> Response:
     status, body = faults.render(exc)
     return Response(body, status_code=status, media_type="application/json")
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    """Any other exception: logged, and a NeutronError 500 (clients parse it, not plain text)."""
+    return await _alcor_error(request, exc)
 
 
 _HTTP_TYPES = {404: "HTTPNotFound", 405: "HTTPMethodNotAllowed"}
@@ -167,7 +174,7 @@ def _resource_routes(prefix: str, path: str, c: Collection, *, bulk_path: bool) 
 
 
 def build_routes(settings: Settings, services: Services) -> list[BaseRoute]:
-    runner = Runner(inline=services.inline)
+    runner = Runner(services.store, inline=services.inline)
     doc = openapi_document(RESOURCES)
 
     async def openapi(request: Request) -> Response:
@@ -186,7 +193,7 @@ def build_routes(settings: Settings, services: Services) -> list[BaseRoute]:
         neutron = Collection(resource, service, runner, settings.api)
         native = Collection(resource, service, runner, settings.api, native=True)
         routes += _resource_routes("/v2.0", collection, neutron, bulk_path=False)
-        routes += _resource_routes("/project/{project_id}", native.plural, native,
+        routes += _resource_routes("/project/{project_id}", native.path, native,
                                    bulk_path=collection in NATIVE_BULK)
     return routes
 
@@ -194,7 +201,8 @@ def build_routes(settings: Settings, services: Services) -> list[BaseRoute]:
 def build_app(settings: Settings, services: Services) -> ASGIApp:
     app = Starlette(
         routes=build_routes(settings, services),
-        exception_handlers={errors.AlcorError: _alcor_error, HTTPException: _http_error},
+        exception_handlers={errors.AlcorError: _alcor_error, HTTPException: _http_error,
+                            Exception: _unexpected_error},
     )
     return RequestIdMiddleware(app, settings.api.max_request_bytes)
 

@@ -25,6 +25,8 @@ from alcor.api.attributes import HTTPBadRequest, Resource
 from alcor.api.query import parse_list
 from alcor.config import ApiSettings
 from alcor.context import RequestContext
+from alcor.db.group_commit import GroupCommitter
+from alcor.db.store import Store
 from alcor.query import Page
 from alcor.services.resource import ResourceService
 
@@ -34,15 +36,28 @@ _IF_MATCH = re.compile(r"^\s*revision_number=(\d+)\s*$")
 
 
 class Runner:
-    """Runs blocking service calls: inline for SQLite (microseconds each), in threads otherwise."""
+    """Runs blocking service calls: inline for SQLite (microseconds each), in threads otherwise.
 
-    def __init__(self, inline: bool) -> None:
+    Writes go through ``write``: on SQLite, concurrent requests' transactions are grouped into
+    one commit (``GroupCommitter``); on PostgreSQL each runs in its own transaction in a
+    worker thread, so round trips overlap.
+    """
+
+    def __init__(self, store: Store, inline: bool) -> None:
+        self.store = store
         self.inline = inline
+        self.committer = GroupCommitter(store) if inline else None
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
         if self.inline:
             return fn(*args)
         return await anyio.to_thread.run_sync(functools.partial(fn, *args))
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the transaction function ``fn(txn, *args)`` and commit it."""
+        if self.committer is not None:
+            return await self.committer.write(fn, *args)
+        return await anyio.to_thread.run_sync(functools.partial(self.store.write, fn, *args))
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -96,9 +111,12 @@ class Collection:
         self.run = runner
         self.settings = settings
         self.native = native
-        singular, plural = resource.native if native else (resource.name, resource.collection)
+        singular, path = resource.native if native else (resource.name, resource.collection)
         self.singular = singular
-        self.plural = plural
+        self.path = path
+        """The collection's path segment (``security-groups``)."""
+        self.plural = path.replace("-", "_")
+        """The collection's key in bodies (``security_groups``), as Neutron spells it."""
         self.input_keys = {singular, resource.name}
         if native and resource.native_name == "network":
             self.input_keys.add("vpc")
@@ -136,7 +154,7 @@ class Collection:
         key, value = next(iter(body.items()))
         if key in self.input_keys:
             return [value], False
-        if key in (self.plural, self.resource.collection) and allow_bulk:
+        if key in (self.plural, self.resource.plural_key) and allow_bulk:
             if not isinstance(value, list) or not value:
                 raise HTTPBadRequest(msg=f"Bulk body of {self.plural} must be a non-empty list")
             return value, True
@@ -173,7 +191,8 @@ class Collection:
         ctx = self._context(request)
         items, bulk = self._body_items(await read_json(request), allow_bulk=allow_bulk)
         checked = [attrs.apply_create(self.resource, item, ctx.project_id) for item in items]
-        rows = await self.run(self.service.create, ctx, checked)
+        items = self.service.prepare_create(ctx, checked)
+        rows = await self.run.write(self.service.create_txn, ctx, items)
         if bulk or force_bulk:
             return json_response(201, {self.plural: [self._render(r) for r in rows]})
         return json_response(201, {self.singular: self._render(rows[0])})
@@ -182,13 +201,14 @@ class Collection:
         ctx = self._context(request)
         items, _ = self._body_items(await read_json(request), allow_bulk=False)
         changes = attrs.apply_update(self.resource, items[0])
-        row = await self.run(self.service.update, ctx, request.path_params["id"], changes,
+        row = await self.run.write(self.service.update_txn, ctx, request.path_params["id"], changes,
                              if_match(request))
         return json_response(200, {self.singular: self._render(row)})
 
     async def delete(self, request: Request) -> Response:
         ctx = self._context(request)
-        await self.run(self.service.delete, ctx, request.path_params["id"], if_match(request))
+        await self.run.write(self.service.delete_txn, ctx, request.path_params["id"],
+                             if_match(request))
         return json_response(204, None)
 
     # --- tags ----------------------------------------------------------------------------

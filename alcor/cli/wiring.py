@@ -32,10 +32,11 @@ def build_services(settings: Settings, store: Store) -> Services:
         by_collection={
             "networks": NetworkService(store, settings.ipam),
             "subnets": SubnetService(store),
-            "ports": PortService(store),
+            "ports": PortService(store, settings.ipam),
             "security-groups": SecurityGroupService(store),
             "security-group-rules": SecurityGroupRuleService(store),
         },
+        store=store,
         inline=store.is_sqlite,
     )
 

@@ -14,10 +14,35 @@ from sqlalchemy.engine import Connection
 from alcor.db import tables
 from alcor.query import ListQuery, Page
 
+BINDING_FILTERS: dict[tuple[str, str], tuple[sa.Table, str, str]] = {
+    ("ports", "security_groups"): (tables.port_security_groups, "port_id", "security_group_id"),
+}
+"""List attributes whose truth is a binding table (table, owner column, member column):
+filtering by them goes through it (port-security-groups-filtering)."""
+
+
+def _binding_condition(
+    table: sa.Table, binding: tuple[sa.Table, str, str], values: list[Any]
+) -> sa.ColumnElement[bool]:
+    """Rows bound to any of ``values``; a null value (``?security_groups=``) means none."""
+    link, owner, member = binding
+    non_null = [v for v in values if v is not None]
+    parts: list[sa.ColumnElement[bool]] = []
+    if non_null:
+        bound = sa.select(link.c[owner]).where(link.c[member].in_(non_null))
+        parts.append(table.c.id.in_(bound))
+    if len(non_null) != len(values):
+        parts.append(table.c.id.not_in(sa.select(link.c[owner])))
+    return sa.or_(*parts)
+
 
 def _filter_conditions(table: sa.Table, query: ListQuery) -> list[sa.ColumnElement[bool]]:
     conds: list[sa.ColumnElement[bool]] = []
     for attr, values in query.filters.items():
+        binding = BINDING_FILTERS.get((table.name, attr))
+        if binding is not None:
+            conds.append(_binding_condition(table, binding, values))
+            continue
         col = table.c[attr]
         non_null = [v for v in values if v is not None]
         parts: list[sa.ColumnElement[bool]] = []
@@ -72,7 +97,9 @@ def _fixed_ip_condition(table: sa.Table, specs: list[dict[str, str]]) -> sa.Colu
         if "subnet_id" in spec:
             parts.append(alloc.c.subnet_id == spec["subnet_id"])
         if "ip_address_substr" in spec:
-            parts.append(alloc.c.ip_address.contains(spec["ip_address_substr"], autoescape=True))
+            # Case-insensitive on every backend (SQLite's LIKE is, PostgreSQL's is not).
+            substr = spec["ip_address_substr"]
+            parts.append(alloc.c.ip_address.icontains(substr, autoescape=True))
         matches.append(sa.and_(*parts))
     return table.c.id.in_(sa.select(alloc.c.port_id).where(sa.or_(*matches)))
 
@@ -89,14 +116,19 @@ def _order(table: sa.Table, query: ListQuery) -> list[tuple[sa.Column[Any], bool
 def _after(col: sa.Column[Any], asc: bool, value: Any) -> sa.ColumnElement[bool]:
     """Rows strictly after ``value`` in this column's order (NULLs first when ascending)."""
     if asc:
-        return col.is_not(None) if value is None else col > value
+        return col.is_not(None) if value is None else col > _bound(col, value)
     if value is None:
         return sa.false()
-    return sa.or_(col < value, col.is_(None))
+    return sa.or_(col < _bound(col, value), col.is_(None))
 
 
 def _same(col: sa.Column[Any], value: Any) -> sa.ColumnElement[bool]:
-    return col.is_(None) if value is None else col == value
+    return col.is_(None) if value is None else col == _bound(col, value)
+
+
+def _bound(col: sa.Column[Any], value: Any) -> sa.BindParameter[Any]:
+    """The marker's value as a typed parameter (``col > True`` is refused for booleans)."""
+    return sa.bindparam(None, value, type_=col.type)
 
 
 def _keyset(

@@ -83,11 +83,15 @@ class ResourceService:
 
     # --- operations ----------------------------------------------------------------------
 
+    def prepare_create(self, ctx: RequestContext, items: list[Row]) -> list[Row]:
+        """Checks and rewrites of create bodies that need no storage (runs before the txn)."""
+        return items
+
     def create(self, ctx: RequestContext, items: list[Row]) -> list[Row]:
         """Create every item or none (one transaction)."""
-        return self.store.write(self._create_txn, ctx, items)
+        return self.store.write(self.create_txn, ctx, self.prepare_create(ctx, items))
 
-    def _create_txn(self, txn: Transaction, ctx: RequestContext, items: list[Row]) -> list[Row]:
+    def create_txn(self, txn: Transaction, ctx: RequestContext, items: list[Row]) -> list[Row]:
         rows = [self.create_one(txn, ctx, item) for item in items]
         for row in rows:
             if row.get("tags"):
@@ -121,9 +125,9 @@ class ResourceService:
     def update(
         self, ctx: RequestContext, id_: str, changes: Row, expected_revision: int | None = None
     ) -> Row:
-        return self.store.write(self._update_txn, ctx, id_, changes, expected_revision)
+        return self.store.write(self.update_txn, ctx, id_, changes, expected_revision)
 
-    def _update_txn(
+    def update_txn(
         self, txn: Transaction, ctx: RequestContext, id_: str, changes: Row,
         expected_revision: int | None,
     ) -> Row:
@@ -145,9 +149,9 @@ class ResourceService:
         return self.decorate(txn, [row])[0]
 
     def delete(self, ctx: RequestContext, id_: str, expected_revision: int | None = None) -> None:
-        self.store.write(self._delete_txn, ctx, id_, expected_revision)
+        self.store.write(self.delete_txn, ctx, id_, expected_revision)
 
-    def _delete_txn(
+    def delete_txn(
         self, txn: Transaction, ctx: RequestContext, id_: str, expected_revision: int | None
     ) -> None:
         row = self.find_visible(txn, ctx, id_)
