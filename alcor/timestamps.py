@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+
+_last: tuple[int, str] = (0, "")
 
 
 def utcnow() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Formatting costs more than the rest of a small write's bookkeeping; the text only
+    # changes once a second, so it is formatted once a second.
+    global _last
+    now = int(time.time())
+    if _last[0] != now:
+        _last = (now, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)))
+    return _last[1]
