@@ -88,6 +88,11 @@ class Resource:
     """Query keys accepted besides attributes (``fixed_ips`` on ports)."""
 
     @property
+    def plural_key(self) -> str:
+        """The collection's key in bodies: its path with underscores (``security_groups``)."""
+        return self.collection.replace("-", "_")
+
+    @property
     def native(self) -> tuple[str, str]:
         return (self.native_name or self.name, self.native_collection or self.collection)
 
@@ -134,9 +139,26 @@ def apply_create(resource: Resource, body: Any, project_id: str) -> dict[str, An
                     msg=f"Failed to parse request. Required attribute '{name}' not specified"
                 )
             if attr.default is not NO_DEFAULT:
-                result[name] = attr.check(attr.default_value())
+                value = _checked_defaults(resource)[name]
+                result[name] = value.copy() if isinstance(value, (list, dict)) else value
     result.pop("tenant_id", None)
     return result
+
+
+_DEFAULTS: dict[int, dict[str, Any]] = {}
+
+
+def _checked_defaults(resource: Resource) -> dict[str, Any]:
+    """Each postable attribute's default, converted and validated once per resource."""
+    found = _DEFAULTS.get(id(resource))
+    if found is None:
+        found = {
+            name: attr.check(attr.default_value())
+            for name, attr in resource.attributes.items()
+            if attr.allow_post and attr.default not in (REQUIRED, NO_DEFAULT)
+        }
+        _DEFAULTS[id(resource)] = found
+    return found
 
 
 def _merge_project(body: dict[str, Any], project_id: str) -> None:

@@ -6,6 +6,7 @@ attribute's own rules; ``tenant_id`` filters by ``project_id``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,13 +31,18 @@ def _split_tags(values: Sequence[str]) -> list[str]:
 
 
 def _fixed_ips(values: Sequence[str]) -> list[dict[str, str]]:
-    specs = []
+    """Neutron's meaning of repeated ``fixed_ips=key=value``: values of one key are
+    alternatives, different keys must all hold (``--fixed-ip subnet=s,ip-address=a`` is one
+    address).  The store ORs specs and ANDs the keys of a spec, so expand the product."""
+    by_key: dict[str, list[str]] = {}
     for raw in values:
         key, sep, value = raw.partition("=")
         if not sep or key not in FIXED_IP_KEYS:
             raise HTTPBadRequest(msg=f"Invalid fixed_ips filter '{raw}'")
-        specs.append({key: value})
-    return specs
+        by_key.setdefault(key, []).append(value)
+    keys = list(by_key)
+    return [dict(zip(keys, combo, strict=True))
+            for combo in itertools.product(*(dict.fromkeys(by_key[k]) for k in keys))]
 
 
 def _sorts(resource: Resource, keys: Sequence[str], dirs: Sequence[str]) -> list[tuple[str, bool]]:
