@@ -128,21 +128,25 @@ def apply_create(resource: Resource, body: Any, project_id: str) -> dict[str, An
     body = dict(body)
     _merge_project(body, project_id)
     result: dict[str, Any] = {}
-    for name, attr in resource.attributes.items():
-        if name in body:
-            if not attr.allow_post:
-                raise HTTPBadRequest(msg=f"Attribute '{name}' not allowed in POST")
-            result[name] = attr.check(body[name])
-        elif attr.allow_post:
-            if attr.default is REQUIRED:
-                raise HTTPBadRequest(
-                    msg=f"Failed to parse request. Required attribute '{name}' not specified"
-                )
-            if attr.default is not NO_DEFAULT:
-                value = _checked_defaults(resource)[name]
-                result[name] = value.copy() if isinstance(value, (list, dict)) else value
+    for name, value in body.items():
+        attr = resource.attributes[name]
+        if not attr.allow_post:
+            raise HTTPBadRequest(msg=f"Attribute '{name}' not allowed in POST")
+        result[name] = attr.check(value)
+    for name in _required(resource):
+        if name not in body:
+            raise HTTPBadRequest(
+                msg=f"Failed to parse request. Required attribute '{name}' not specified"
+            )
+    for name, value in _checked_defaults(resource).items():
+        if name not in body:
+            result[name] = value.copy() if isinstance(value, (list, dict)) else value
     result.pop("tenant_id", None)
     return result
+
+
+def _required(resource: Resource) -> list[str]:
+    return [n for n, a in resource.attributes.items() if a.allow_post and a.default is REQUIRED]
 
 
 _DEFAULTS: dict[int, dict[str, Any]] = {}
