@@ -14,6 +14,7 @@ from alcor.cli.wiring import build_server_app, build_services, open_store
 from alcor.config import Settings, load
 from alcor.context import RequestContext
 from alcor.db.store import Store
+from tests.postgres import PostgresCluster, PostgresUnavailable
 
 LAYERS = ("unit", "contract", "functional")
 
@@ -54,3 +55,22 @@ def client(settings: Settings, store: Store) -> Iterator[TestClient]:
     with TestClient(build_server_app(settings, store), base_url="http://testserver") as c:
         c.headers["X-Project-Id"] = "proj-a"
         yield c
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster per session, started by the first test that asks."""
+    try:
+        cluster = PostgresCluster.start()
+    except PostgresUnavailable as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PostgresCluster) -> str:
+    """The SQLAlchemy URL of a fresh, empty PostgreSQL database."""
+    return pg_cluster.create_database()

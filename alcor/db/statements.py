@@ -11,6 +11,7 @@ Anything more complex (listing with sorting and pagination) goes through SQLAlch
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,32 @@ def delete_sql(table: str, shape: Shape, ph: str) -> str:
 def count_sql(table: str, shape: Shape, ph: str) -> str:
     info = INFO[table]
     return f"SELECT COUNT(*) FROM {info.name}{_where_sql(info, shape, ph)}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_plan(table: str, columns: tuple[str, ...]) -> tuple[Any, tuple[int, ...]]:
+    json_attrs = INFO[table].json_attrs
+    getter = operator.itemgetter(*columns) if len(columns) > 1 else (
+        lambda row: (row[columns[0]],))
+    return getter, tuple(i for i, c in enumerate(columns) if c in json_attrs)
+
+
+def row_values(
+    table: str, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+) -> list[Sequence[Any]]:
+    """Parameter tuples for inserting ``rows`` (JSON columns serialized)."""
+    getter, json_positions = _row_plan(table, columns)
+    if not json_positions:
+        return [getter(row) for row in rows]
+    out: list[Sequence[Any]] = []
+    dumps = orjson.dumps
+    for row in rows:
+        values = list(getter(row))
+        for i in json_positions:
+            if values[i] is not None:
+                values[i] = dumps(values[i]).decode()
+        out.append(values)
+    return out
 
 
 def dump(info: TableInfo, attr: str, value: Any) -> Any:

@@ -93,11 +93,9 @@ class Transaction:
         batch = [rows] if isinstance(rows, Mapping) else rows
         if not batch:
             return
-        info = stmt.INFO[table]
         columns = tuple(batch[0])
         sql = stmt.insert_sql(table, columns, self._ph)
-        dump = stmt.dump
-        values = [tuple(dump(info, c, row[c]) for c in columns) for row in batch]
+        values = stmt.row_values(table, columns, batch)
         if len(values) == 1:
             self._cursor.execute(sql, values[0])
         else:
@@ -242,7 +240,7 @@ class Store:
     def _run(self, fn: Callable[..., T], write: bool, *args: Any, **kwargs: Any) -> T:
         if self.is_sqlite:
             return self._run_sqlite(fn, write, *args, **kwargs)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             if not write:
                 # Writes run READ COMMITTED (unique constraints settle their races); a read
                 # sees one snapshot for all its statements, as on SQLite.
@@ -253,10 +251,20 @@ class Store:
             except DRIVER_ERRORS as exc:
                 raise translate(exc) from exc
 
+    def _connect(self) -> Connection:
+        """A connection from the pool; an unreachable database or an exhausted pool is
+        ServiceUnavailable (503), not an unexpected error."""
+        try:
+            return self.engine.connect()
+        except DRIVER_ERRORS as exc:
+            raise translate(exc) from exc
+        except sa.exc.TimeoutError as exc:
+            raise errors.ServiceUnavailable(reason="no database connection free") from exc
+
     def _sqlite_connection(self) -> Connection:
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.invalidated:
-            conn = self.engine.connect()
+            conn = self._connect()
             self._local.conn = conn
         return conn
 
@@ -337,7 +345,10 @@ def _sqlite_engine(url: sa.URL, settings: DbSettings) -> Engine:
     if memory:
         kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
     else:
-        kwargs = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        # Every thread keeps its own connection (``Store._sqlite_connection``), so the pool
+        # must not cap how many are open: a bounded pool would starve the extra threads.
+        kwargs = {"connect_args": {"check_same_thread": False, "timeout": 30},
+                  "max_overflow": -1}
     engine = sa.create_engine(
         url,
         isolation_level="AUTOCOMMIT",
