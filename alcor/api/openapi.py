@@ -47,7 +47,7 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operations(resource: Resource) -> dict[str, Any]:
-    r, c = resource.name, resource.collection
+    r, c, path = resource.name, resource.plural_key, resource.collection
     one = {"type": "object", "properties": {r: _ref(r)}, "required": [r]}
     many = {"type": "object", "properties": {c: {"type": "array", "items": _ref(r)}}}
     error = {"description": "NeutronError", **_json(_ref("NeutronError"))}
@@ -64,7 +64,7 @@ def _operations(resource: Resource) -> dict[str, Any]:
     ]}
     update_body = {"type": "object", "properties": {r: _ref(f"{r}_update")}, "required": [r]}
     return {
-        f"/v2.0/{c}": {
+        f"/v2.0/{path}": {
             "get": {"summary": f"List {c}", "parameters": params,
                     "responses": {"200": {"description": "OK", **_json(many)}, "400": error}},
             "post": {"summary": f"Create one {r} or many atomically",
@@ -72,7 +72,7 @@ def _operations(resource: Resource) -> dict[str, Any]:
                      "responses": {"201": {"description": "Created", **_json(one)},
                                    "400": error, "404": error, "409": error}},
         },
-        f"/v2.0/{c}/{{id}}": {
+        f"/v2.0/{path}/{{id}}": {
             "parameters": id_param,
             "get": {"summary": f"Show a {r}",
                     "responses": {"200": {"description": "OK", **_json(one)}, "404": error}},

@@ -224,3 +224,10 @@ def test_request_too_large_is_413(client: TestClient, settings: Any) -> None:
     resp = client.post("/v2.0/networks", content=big,
                        headers={"content-type": "application/json"})
     assert resp.status_code == 413
+
+
+def test_openapi_body_keys_use_underscores(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    listing = doc["paths"]["/v2.0/security-groups"]["get"]["responses"]["200"]
+    schema = listing["content"]["application/json"]["schema"]
+    assert "security_groups" in schema["properties"]
