@@ -33,6 +33,8 @@ class DbSettings:
     """SQLAlchemy URL: ``sqlite:///path`` (default) or ``postgresql+psycopg://...``."""
     sqlite_synchronous: str = "FULL"
     """SQLite PRAGMA synchronous: FULL survives power loss, NORMAL survives a crash."""
+    sqlite_cache_mib: int = 256
+    """SQLite page cache and memory map per connection, in MiB."""
     pool_size: int = 8
     """Connections per process for PostgreSQL."""
     max_retries: int = 20

@@ -98,16 +98,12 @@ class Resource:
 
     def render(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The resource as clients see it: visible attributes, constants, tenant_id."""
-        out: dict[str, Any] = {}
-        for name, attr in self.attributes.items():
-            if not attr.is_visible:
-                continue
-            if attr.constant is not NO_DEFAULT:
-                out[name] = attr.constant() if callable(attr.constant) else attr.constant
-            elif name == "tenant_id":
-                out[name] = row.get("project_id")
-            elif name in row:
-                out[name] = row[name]
+        copied, constants = _visible(self)
+        out = {name: row[name] for name in copied if name in row}
+        for name, constant in constants:
+            out[name] = constant() if callable(constant) else constant
+        if "tenant_id" in copied:
+            out["tenant_id"] = row.get("project_id")
         return out
 
 
@@ -147,6 +143,20 @@ def apply_create(resource: Resource, body: Any, project_id: str) -> dict[str, An
 
 def _required(resource: Resource) -> list[str]:
     return [n for n, a in resource.attributes.items() if a.allow_post and a.default is REQUIRED]
+
+
+_VISIBLE: dict[int, tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]] = {}
+
+
+def _visible(resource: Resource) -> tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]:
+    """Visible attributes copied from a row, and visible constants with their values."""
+    found = _VISIBLE.get(id(resource))
+    if found is None:
+        attrs = [(n, a) for n, a in resource.attributes.items() if a.is_visible]
+        found = (tuple(n for n, a in attrs if a.constant is NO_DEFAULT),
+                 tuple((n, a.constant) for n, a in attrs if a.constant is not NO_DEFAULT))
+        _VISIBLE[id(resource)] = found
+    return found
 
 
 _DEFAULTS: dict[int, dict[str, Any]] = {}

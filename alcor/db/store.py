@@ -366,6 +366,10 @@ def _sqlite_engine(url: sa.URL, settings: DbSettings) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA busy_timeout=30000")
+        # Random UUID keys scatter inserts over the whole B-tree: keep the hot pages in
+        # memory (the default page cache is 2 MiB) and map the file instead of copying it.
+        cur.execute(f"PRAGMA cache_size=-{settings.sqlite_cache_mib * 1024}")
+        cur.execute(f"PRAGMA mmap_size={settings.sqlite_cache_mib * 1024 * 1024}")
         cur.close()
 
     return engine
