@@ -200,10 +200,51 @@ outbox = sa.Table(
     sa.Column("created_at", TS, nullable=False),
 )
 
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    # Upstream's host registry (NodeInfo): node_id is the id, node_name what binding:host_id
+    # names, local_ip the tunnel endpoint and agent address, server_port the agent's gRPC port.
+    sa.Column("id", sa.String(255), primary_key=True, key="node_id"),
+    sa.Column("name", sa.String(255), nullable=False, unique=True, key="node_name"),
+    sa.Column("local_ip", sa.String(64), nullable=False),
+    sa.Column("mac_address", sa.String(32), nullable=False),
+    sa.Column("veth", sa.String(64), nullable=False),
+    sa.Column("server_port", sa.Integer, nullable=False),
+    sa.Column("host_dvr_mac", sa.String(32), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+host_states = sa.Table(
+    "host_states",
+    metadata,
+    # What the data-plane manager pushed to a host and what the host acknowledged.
+    sa.Column("node_id", sa.String(255), primary_key=True),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+    sa.Column("acked_generation", sa.BigInteger, nullable=False),
+    sa.Column("pushed_at", sa.Float),
+    sa.Column("acked_at", sa.Float),
+    sa.Column("last_error", sa.String(1024)),
+)
+
+port_provisioning = sa.Table(
+    "port_provisioning",
+    metadata,
+    # A port's way to its hosts: the change committed at ``committed_at`` (epoch seconds) is
+    # acknowledged by every host that needs it at ``acked_at``.
+    sa.Column("port_id", ID, sa.ForeignKey("ports.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("revision_number", sa.Integer, nullable=False),
+    sa.Column("committed_at", sa.Float, nullable=False),
+    sa.Column("acked_at", sa.Float),
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+
 TABLES: dict[str, sa.Table] = {
     t.name: t
     for t in (
         networks, subnets, ports, ip_allocations, security_groups, default_security_groups,
-        security_group_rules, port_security_groups, tags, outbox,
+        security_group_rules, port_security_groups, tags, outbox, nodes, host_states,
+        port_provisioning,
     )
 }
