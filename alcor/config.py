@@ -56,13 +56,41 @@ class IpamSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DpmSettings:
+    grpc_listen: str = "127.0.0.1:9016"
+    """Address of the controller's GoalStateProvisioner gRPC server (RequestGoalStates)."""
+    push_deadline: float = 10.0
+    """Seconds one goal-state push may take before it counts as a transport failure."""
+    push_concurrency: int = 64
+    """Goal-state pushes under way at once, per controller."""
+    compile_concurrency: int = 1
+    """Goal states compiled at once, per controller (compiling is CPU-bound: more only helps
+    when the database is remote)."""
+    backoff_initial: float = 0.5
+    """Seconds before the first retry of a host that could not be reached."""
+    backoff_max: float = 30.0
+    """Cap of the exponential backoff between retries of an unreachable host."""
+    reconcile_interval: float = 5.0
+    """Seconds between reconciler passes (re-push lagging or failed hosts)."""
+    poll_interval: float = 0.2
+    """Seconds between outbox polls for changes committed by other processes."""
+    claim_batch: int = 20_000
+    """Most outbox rows claimed (and coalesced per host) in one transaction."""
+    wait_timeout: float = 30.0
+    """Seconds ``X-Alcor-Wait`` holds a response when it names no number of seconds."""
+    wait_timeout_max: float = 300.0
+    """Longest ``X-Alcor-Wait`` honoured; larger values are capped."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     db: DbSettings = field(default_factory=DbSettings)
     ipam: IpamSettings = field(default_factory=IpamSettings)
+    dpm: DpmSettings = field(default_factory=DpmSettings)
 
 
-_SECTIONS = {"api": ApiSettings, "db": DbSettings, "ipam": IpamSettings}
+_SECTIONS = {"api": ApiSettings, "db": DbSettings, "ipam": IpamSettings, "dpm": DpmSettings}
 
 
 def _coerce(value: str, current: Any) -> Any:
@@ -70,6 +98,8 @@ def _coerce(value: str, current: Any) -> Any:
         return value.strip().lower() in ("1", "true", "yes", "on")
     if isinstance(current, int):
         return int(value)
+    if isinstance(current, float):
+        return float(value)
     return value
 
 

@@ -371,3 +371,14 @@ class DuplicateAddressPairInRequest(InvalidInput):
         "Request contains duplicate address pair: mac_address {mac_address} "
         "ip_address {ip_address}."
     )
+
+
+# --- hosts (upstream Alcor's node manager) ---------------------------------------------
+
+
+class NodeNotFound(NotFound):
+    message = "Node {node_id} could not be found."
+
+
+class NodeAlreadyExists(Conflict):
+    message = "A node with {field} {value} already exists."

@@ -19,12 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alcor import errors
 from alcor.api import extensions, faults
-from alcor.api.controller import Collection, Runner, json_response
+from alcor.api.controller import Collection, Provisioning, Runner, json_response
 from alcor.api.definitions import RESOURCES
+from alcor.api.nodes import NodeHandlers
 from alcor.api.openapi import openapi_document
 from alcor.config import Settings
 from alcor.context import new_request_id
 from alcor.db.store import Store
+from alcor.services.nodes import NodeService
 from alcor.services.resource import ResourceService
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -41,6 +43,8 @@ class Services:
     store: Store
     inline: bool
     """Run service calls on the event loop (SQLite) instead of worker threads."""
+    provisioning: Provisioning | None = None
+    """The data plane: woken after writes, waited on by ``X-Alcor-Wait``, ``/metrics``."""
 
 
 class RequestIdMiddleware:
@@ -204,11 +208,18 @@ class DispatchRouter(Router):
 
 
 def build_routes(settings: Settings, services: Services) -> list[BaseRoute]:
-    runner = Runner(services.store, inline=services.inline)
+    provisioning = services.provisioning
+    runner = Runner(services.store, inline=services.inline,
+                    on_commit=provisioning.changed if provisioning is not None else None)
     doc = openapi_document(RESOURCES)
 
     async def openapi(request: Request) -> Response:
         return json_response(200, doc)
+
+    async def metrics(request: Request) -> Response:
+        """Prometheus text: the data-plane controller's counters and latency histogram."""
+        text = provisioning.metrics_text() if provisioning is not None else ""
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     routes: list[BaseRoute] = [
         Route("/", root, methods=["GET"]),
@@ -217,14 +228,27 @@ def build_routes(settings: Settings, services: Services) -> list[BaseRoute]:
         Route("/v2.0/extensions", list_extensions, methods=["GET"]),
         Route("/v2.0/extensions/{alias}", show_extension, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
     for collection, resource in RESOURCES.items():
         service = services.by_collection[collection]
-        neutron = Collection(resource, service, runner, settings.api)
-        native = Collection(resource, service, runner, settings.api, native=True)
+        neutron = Collection(resource, service, runner, settings.api,
+                             provisioning=provisioning)
+        native = Collection(resource, service, runner, settings.api, native=True,
+                            provisioning=provisioning)
         routes += _resource_routes("/v2.0", collection, neutron, bulk_path=False)
         routes += _resource_routes("/project/{project_id}", native.path, native,
                                    bulk_path=collection in NATIVE_BULK)
+    nodes = NodeHandlers(NodeService(services.store), runner)
+    routes += [
+        Route("/nodes", nodes.list, methods=["GET"]),
+        Route("/nodes", nodes.create, methods=["POST"]),
+        Route("/nodes/bulk", nodes.create_bulk, methods=["POST"]),
+        Route("/nodes/upload", nodes.upload, methods=["POST"]),
+        Route("/nodes/{node_id}", nodes.show, methods=["GET"]),
+        Route("/nodes/{node_id}", nodes.update, methods=["PUT"]),
+        Route("/nodes/{node_id}", nodes.delete, methods=["DELETE"]),
+    ]
     return routes
 
 

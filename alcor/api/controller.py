@@ -3,14 +3,21 @@ tags for any resource, on Neutron's ``/v2.0`` paths and Alcor's ``/project/{id}`
 
 It reads the request, applies the resource definition, calls the resource's service (inline
 or in a worker thread, as the store prefers) and renders the answer; it holds no state.
+
+Port creates and updates may wait until the port is programmed: ``X-Alcor-Wait: <seconds>``
+(or ``?wait=<seconds>``) holds the answer until the port's host and its neighbours' hosts
+acknowledged it, or the timeout passed; the answer then shows the port's status at that
+moment and ``X-Alcor-Provisioning`` the per-host outcome (JSON).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import math
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
 import anyio.to_thread
@@ -23,7 +30,7 @@ from alcor.api import attributes as attrs
 from alcor.api import validators
 from alcor.api.attributes import HTTPBadRequest, Resource
 from alcor.api.query import parse_list
-from alcor.config import ApiSettings
+from alcor.config import ApiSettings, DpmSettings
 from alcor.context import RequestContext
 from alcor.db.group_commit import GroupCommitter
 from alcor.db.store import Store
@@ -34,6 +41,26 @@ T = TypeVar("T")
 
 _IF_MATCH = re.compile(r"^\s*revision_number=(\d+)\s*$")
 
+WAIT_HEADER = "x-alcor-wait"
+WAIT_PARAM = "wait"
+PROVISIONING_HEADER = "X-Alcor-Provisioning"
+
+
+class Provisioning(Protocol):
+    """The data plane as the API sees it (``alcor.dpm.controller``: the controller of this
+    process, or a poller of the database when the controller runs elsewhere)."""
+
+    settings: DpmSettings
+
+    def changed(self) -> None:
+        """A write committed."""
+
+    async def wait(self, ports: Mapping[str, int], timeout: float) -> dict[str, Any]:
+        """Hold until the ports (id -> revision) are programmed or ``timeout`` passed."""
+
+    def metrics_text(self) -> str:
+        """Prometheus text of the data plane's metrics."""
+
 
 class Runner:
     """Runs blocking service calls: inline for SQLite (microseconds each), in threads otherwise.
@@ -43,10 +70,14 @@ class Runner:
     worker thread, so round trips overlap.
     """
 
-    def __init__(self, store: Store, inline: bool) -> None:
+    def __init__(
+        self, store: Store, inline: bool, on_commit: Callable[[], None] | None = None
+    ) -> None:
         self.store = store
         self.inline = inline
         self.committer = GroupCommitter(store) if inline else None
+        self.on_commit = on_commit
+        """Called after each write commits (wakes the data-plane controller)."""
 
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
         if self.inline:
@@ -56,14 +87,41 @@ class Runner:
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run the transaction function ``fn(txn, *args)`` and commit it."""
         if self.committer is not None:
-            return await self.committer.write(fn, *args)
-        return await anyio.to_thread.run_sync(functools.partial(self.store.write, fn, *args))
+            result = await self.committer.write(fn, *args)
+        else:
+            result = await anyio.to_thread.run_sync(
+                functools.partial(self.store.write, fn, *args))
+        if self.on_commit is not None:
+            self.on_commit()
+        return result
 
 
-def json_response(status: int, body: Any) -> Response:
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
     if status == 204:
         return Response(status_code=204)
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def wait_seconds(request: Request, limits: DpmSettings) -> float | None:
+    """How long the request asks to wait for provisioning (``X-Alcor-Wait`` or ``?wait=``):
+    None for no wait; an empty value or ``true`` is the configured default; capped."""
+    raw = request.headers.get(WAIT_HEADER)
+    if raw is None:
+        raw = request.query_params.get(WAIT_PARAM)
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if raw.lower() in ("", "true"):
+        return limits.wait_timeout
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise HTTPBadRequest(msg=f"Invalid X-Alcor-Wait value {raw!r}: expected a number of "
+                             "seconds")
+    return min(seconds, limits.wait_timeout_max) if seconds > 0 else None
 
 
 def context_for(request: Request, settings: ApiSettings) -> RequestContext:
@@ -105,12 +163,15 @@ class Collection:
         settings: ApiSettings,
         *,
         native: bool = False,
+        provisioning: Provisioning | None = None,
     ) -> None:
         self.resource = resource
         self.service = service
         self.run = runner
         self.settings = settings
         self.native = native
+        self.provisioning = provisioning if resource.name == "port" else None
+        """Set for ports: what ``X-Alcor-Wait`` waits on."""
         singular, path = resource.native if native else (resource.name, resource.collection)
         self.singular = singular
         self.path = path
@@ -147,6 +208,25 @@ class Collection:
 
     def _context(self, request: Request) -> RequestContext:
         return context_for(request, self.settings)
+
+    def _wait_for(self, request: Request) -> float | None:
+        if self.provisioning is None:
+            return None
+        return wait_seconds(request, self.provisioning.settings)
+
+    async def _provisioned(
+        self, rows: list[dict[str, Any]], timeout: float
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """Wait for ``rows`` (just written) to be programmed; the rows with their status
+        then, and the X-Alcor-Provisioning header."""
+        assert self.provisioning is not None
+        outcome = await self.provisioning.wait(
+            {r["id"]: r["revision_number"] for r in rows}, timeout)
+        now = outcome["ports"]
+        rows = [{**r, **now.get(r["id"], {})} for r in rows]
+        summary = {"complete": outcome["complete"], "elapsed_ms": outcome["elapsed_ms"],
+                   "hosts": outcome["hosts"]}
+        return rows, {PROVISIONING_HEADER: json.dumps(summary, separators=(",", ":"))}
 
     def _body_items(self, body: Any, *, allow_bulk: bool) -> tuple[list[Any], bool]:
         if not isinstance(body, dict) or len(body) != 1:
@@ -189,21 +269,29 @@ class Collection:
 
     async def _create(self, request: Request, *, allow_bulk: bool, force_bulk: bool) -> Response:
         ctx = self._context(request)
+        wait = self._wait_for(request)
         items, bulk = self._body_items(await read_json(request), allow_bulk=allow_bulk)
         checked = [attrs.apply_create(self.resource, item, ctx.project_id) for item in items]
         items = self.service.prepare_create(ctx, checked)
         rows = await self.run.write(self.service.create_txn, ctx, items)
+        headers = None
+        if wait is not None:
+            rows, headers = await self._provisioned(rows, wait)
         if bulk or force_bulk:
-            return json_response(201, {self.plural: [self._render(r) for r in rows]})
-        return json_response(201, {self.singular: self._render(rows[0])})
+            return json_response(201, {self.plural: [self._render(r) for r in rows]}, headers)
+        return json_response(201, {self.singular: self._render(rows[0])}, headers)
 
     async def update(self, request: Request) -> Response:
         ctx = self._context(request)
+        wait = self._wait_for(request)
         items, _ = self._body_items(await read_json(request), allow_bulk=False)
         changes = attrs.apply_update(self.resource, items[0])
         row = await self.run.write(self.service.update_txn, ctx, request.path_params["id"], changes,
                              if_match(request))
-        return json_response(200, {self.singular: self._render(row)})
+        headers = None
+        if wait is not None:
+            [row], headers = await self._provisioned([row], wait)
+        return json_response(200, {self.singular: self._render(row)}, headers)
 
     async def delete(self, request: Request) -> Response:
         ctx = self._context(request)

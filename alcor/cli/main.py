@@ -24,9 +24,11 @@ def tune_gc() -> None:
 def _server(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from alcor.cli.wiring import build_server_app
+    from alcor.cli.wiring import build_controller, build_server_app, open_store
 
-    app = build_server_app(settings)
+    store = open_store(settings)
+    runtime = build_controller(settings, store) if args.command == "server" else None
+    app = build_server_app(settings, store, runtime)
     tune_gc()
     print(
         f"Alcor {__version__} serving the Neutron API on "
@@ -41,12 +43,35 @@ def _server(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _controller(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from alcor.cli.wiring import build_controller, open_store
+    from alcor.dpm.server import run_standalone
+
+    return asyncio.run(run_standalone(build_controller(settings, open_store(settings))))
+
+
 def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     from alcor.cli.wiring import open_store
 
     open_store(settings).dispose()
     print(f"database {settings.db.url} is at the newest schema")
     return 0
+
+
+def _agent(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from alcor.agent.runner import AgentOptions, run
+
+    options = AgentOptions(
+        listen=args.listen, node_id=args.node_id, node_name=args.node_name or args.node_id,
+        local_ip=args.local_ip, mac_address=args.mac, veth=args.veth,
+        host_dvr_mac=args.host_dvr_mac, api_url=args.api_url, controller=args.controller,
+        state_file=args.state_file,
+    )
+    return asyncio.run(run(options))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,9 +89,28 @@ def build_parser() -> argparse.ArgumentParser:
     for action in server._actions[1:]:
         api._add_action(action)
     api.set_defaults(func=_server)
+    server.add_argument("--grpc-listen",
+                        help="controller gRPC (RequestGoalStates) address (default 127.0.0.1:9016)")
+    controller = sub.add_parser("controller", help="run a data-plane controller on the database")
+    controller.add_argument("--db-url")
+    controller.add_argument("--grpc-listen", help="gRPC address (default 127.0.0.1:9016)")
+    controller.set_defaults(func=_controller)
     db = sub.add_parser("db-upgrade", help="migrate the database to the newest schema")
     db.add_argument("--db-url")
     db.set_defaults(func=_db_upgrade)
+    agent = sub.add_parser("agent", help="run a host agent (GoalStateProvisioner gRPC server)")
+    agent.add_argument("--listen", default="0.0.0.0:50001", help="gRPC host:port to serve")
+    agent.add_argument("--node-id", required=True)
+    agent.add_argument("--node-name", help="name ports bind to (default: the node id)")
+    agent.add_argument("--local-ip", required=True, help="the host's tunnel endpoint address")
+    agent.add_argument("--mac", help="the host's MAC (default: derived from --local-ip)")
+    agent.add_argument("--veth", default="eth0")
+    agent.add_argument("--host-dvr-mac", help="default: fe:16:11 + the IP's last octets")
+    agent.add_argument("--api-url", help="register the node with this API, e.g. http://h:9696")
+    agent.add_argument("--controller", help="controller gRPC host:port to ask for the state")
+    agent.add_argument("--state-file", help="write what the agent holds to this JSON file "
+                       "after each goal state (tests, debugging)")
+    agent.set_defaults(func=_agent)
     return parser
 
 
@@ -79,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["api__port"] = args.port
     if getattr(args, "db_url", None):
         overrides["db__url"] = args.db_url
+    if getattr(args, "grpc_listen", None):
+        overrides["dpm__grpc_listen"] = args.grpc_listen
     settings = load(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return int(args.func(settings, args))

@@ -6,9 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from alcor.api.app import Services, build_app
+from alcor.api.controller import Provisioning
 from alcor.config import Settings
 from alcor.db.migrate import upgrade
 from alcor.db.store import Store
+from alcor.dpm.controller import Controller, Poller
+from alcor.dpm.pusher import GoalStatePusher, GrpcPusher
+from alcor.dpm.server import DataplaneRuntime, WithDataplane
 from alcor.services.networks import NetworkService
 from alcor.services.ports import PortService
 from alcor.services.security_groups import SecurityGroupRuleService, SecurityGroupService
@@ -27,7 +31,9 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     return store
 
 
-def build_services(settings: Settings, store: Store) -> Services:
+def build_services(
+    settings: Settings, store: Store, provisioning: Provisioning | None = None
+) -> Services:
     return Services(
         by_collection={
             "networks": NetworkService(store, settings.ipam),
@@ -38,9 +44,25 @@ def build_services(settings: Settings, store: Store) -> Services:
         },
         store=store,
         inline=store.is_sqlite,
+        provisioning=provisioning,
     )
 
 
-def build_server_app(settings: Settings, store: Store | None = None) -> Any:
+def build_controller(
+    settings: Settings, store: Store, pusher: GoalStatePusher | None = None
+) -> DataplaneRuntime:
+    """The data-plane controller with its gRPC server (not started)."""
+    pusher = pusher or GrpcPusher(timeout=settings.dpm.push_deadline)
+    return DataplaneRuntime(Controller(store, settings.dpm, pusher), settings.dpm.grpc_listen)
+
+
+def build_server_app(
+    settings: Settings, store: Store | None = None, runtime: DataplaneRuntime | None = None
+) -> Any:
+    """The API app; with ``runtime``, the controller runs in it (started by its lifespan),
+    otherwise requests that wait for provisioning poll the database."""
     store = store or open_store(settings)
-    return build_app(settings, build_services(settings, store))
+    if runtime is None:
+        return build_app(settings, build_services(settings, store, Poller(store, settings.dpm)))
+    services = build_services(settings, store, runtime.controller)
+    return WithDataplane(build_app(settings, services), runtime)

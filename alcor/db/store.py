@@ -26,6 +26,7 @@ from alcor import errors
 from alcor.config import DbSettings
 from alcor.db import statements as stmt
 from alcor.db import tables
+from alcor.db.checkpointer import Checkpointer
 from alcor.db.listing import run_list
 from alcor.query import ListQuery, Page
 
@@ -122,6 +123,21 @@ class Transaction:
         load = stmt.load_row
         return [load(info, cols, r) for r in self._execute(sql, params).fetchall()]
 
+    def claim(self, table: str, order_by: str, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` rows by ``order_by``, locked until this transaction ends.
+
+        On PostgreSQL rows another transaction holds are skipped (``FOR UPDATE SKIP
+        LOCKED``), so concurrent consumers of a queue table claim disjoint rows; on SQLite
+        the write transaction's database lock already serializes consumers."""
+        info = stmt.INFO[table]
+        cols = ", ".join(info.columns[c] for c in info.attrs)
+        sql = (f"SELECT {cols} FROM {info.name} ORDER BY {info.columns[order_by]} "
+               f"LIMIT {int(limit)}")
+        if self.dialect == "postgresql":
+            sql += " FOR UPDATE SKIP LOCKED"
+        load = stmt.load_row
+        return [load(info, info.attrs, r) for r in self._execute(sql, ()).fetchall()]
+
     def scalars(self, table: str, column: str, where: Where | None = None) -> list[Any]:
         return [r[column] for r in self.select(table, where, columns=(column,))]
 
@@ -165,6 +181,11 @@ class Store:
         # SQLite: each thread keeps one connection open (checking one out of the pool per
         # transaction cost more than most transactions).
         self._local = threading.local()
+        self._checkpointer: Checkpointer | None = None
+        database = engine.url.database
+        if self.is_sqlite and database not in (None, "", ":memory:"):
+            self._checkpointer = Checkpointer(str(database))
+            self._checkpointer.start()
 
     @classmethod
     def connect(cls, settings: DbSettings) -> Store:
@@ -175,6 +196,9 @@ class Store:
         tables.metadata.create_all(self.engine)
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -366,6 +390,8 @@ def _sqlite_engine(url: sa.URL, settings: DbSettings) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA busy_timeout=30000")
+        if not memory:
+            cur.execute("PRAGMA wal_autocheckpoint=0")  # alcor.db.checkpointer does it
         # Random UUID keys scatter inserts over the whole B-tree: keep the hot pages in
         # memory (the default page cache is 2 MiB) and map the file instead of copying it.
         cur.execute(f"PRAGMA cache_size=-{settings.sqlite_cache_mib * 1024}")

@@ -1,11 +1,14 @@
 """The outbox: a change record appended in the same transaction as the resource change.
 
 The data-plane manager drains it after commit; because the record commits with the change,
-no committed change can be missed and no uncommitted one can leak.
+no committed change can be missed and no uncommitted one can leak.  Every detail carries
+``committed_at`` (epoch seconds when the change was written, just before its commit): where a
+port's provisioning latency starts.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,16 +36,23 @@ def append(
             "operation": operation,
             "revision_number": row.get("revision_number", 0),
             "project_id": row.get("project_id", ""),
-            "detail": dict(detail or {}),
+            "detail": {**(detail or {}), "committed_at": time.time()},
             "created_at": utcnow(),
         },
     )
 
 
 def append_many(
-    txn: Transaction, resource_type: str, rows: Sequence[Mapping[str, Any]], operation: str
+    txn: Transaction,
+    resource_type: str,
+    rows: Sequence[Mapping[str, Any]],
+    operation: str,
+    details: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
+    """Record many changes at once; ``details[i]``, if given, is row i's detail."""
     now = utcnow()
+    at = time.time()
+    extra = details if details is not None else [{}] * len(rows)
     txn.insert(
         "outbox",
         [
@@ -52,10 +62,10 @@ def append_many(
                 "operation": operation,
                 "revision_number": row.get("revision_number", 0),
                 "project_id": row.get("project_id", ""),
-                "detail": {},
+                "detail": {**detail, "committed_at": at},
                 "created_at": now,
             }
-            for row in rows
+            for row, detail in zip(rows, extra, strict=True)
         ],
     )
 

@@ -12,6 +12,9 @@ Choices where Neutron leaves room:
   ``binding:vif_details`` ``{"port_filter": true}`` once a host is set: Alcor's host agent
   binds every port itself and filters it (security groups), as ML2/OVS reports.
 * ``status`` stays ``DOWN`` here; the data-plane manager reports ``ACTIVE``.
+* Every outbox record of a port carries ``change_detail`` (network, host, subnets, and on
+  update the previous host and subnets), so the data-plane manager can place a change even
+  after the port is gone.
 * ``fixed_ips`` are stored denormalized on the port in the order allocated (the rows in
   ``ip_allocations`` are what makes them unique), and so are ``security_groups`` (the rows in
   ``port_security_groups`` are what listing filters and group deletion look at).
@@ -31,6 +34,7 @@ from alcor.dpm import outbox
 from alcor.ipam import addresses, mac
 from alcor.services.resource import ResourceService, Row, stamp_new
 from alcor.services.security_groups import ensure_default_security_group
+from alcor.timestamps import utcnow
 
 VIF_UNBOUND = "unbound"
 VIF_BOUND = "ovs"
@@ -97,6 +101,24 @@ def is_trusted(device_owner: str) -> bool:
     return device_owner.startswith(TRUSTED_OWNER_PREFIX)
 
 
+def _subnet_ids(fixed_ips: Iterable[Mapping[str, Any]]) -> list[str]:
+    return sorted({ip["subnet_id"] for ip in fixed_ips})
+
+
+def change_detail(row: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> Row:
+    """The outbox detail of a port change: what placement needs even once the port is gone
+    (its network, host and subnets; on update also the host and subnets it had before)."""
+    detail: Row = {
+        "network_id": row["network_id"],
+        "binding:host_id": row["binding:host_id"],
+        "subnet_ids": _subnet_ids(row["fixed_ips"]),
+    }
+    if old is not None:
+        detail["old_host_id"] = old["binding:host_id"]
+        detail["old_subnet_ids"] = _subnet_ids(old["fixed_ips"])
+    return detail
+
+
 class PortService(ResourceService):
     table: ClassVar[str] = "ports"
     resource_type: ClassVar[str] = "port"
@@ -132,6 +154,10 @@ class PortService(ResourceService):
                 self._write_tags(txn, row["id"], row["tags"])
         self.after_create(txn, ctx, rows)
         return self.decorate(txn, rows)
+
+    def after_create(self, txn: Transaction, ctx: RequestContext, rows: list[Row]) -> None:
+        outbox.append_many(txn, self.resource_type, rows, outbox.CREATE,
+                           [change_detail(row) for row in rows])
 
     def _networks(self, txn: Transaction, ctx: RequestContext, ids: set[str]) -> dict[str, Row]:
         found = {
@@ -334,9 +360,25 @@ class PortService(ResourceService):
         if pairs and not psec:
             raise errors.AddressPairAndPortSecurityRequired()
 
+    def save(self, txn: Transaction, row: Row, values: Row) -> Row:
+        """ResourceService.save, with the change's detail in the outbox record."""
+        values = {k: v for k, v in values.items() if k in row}
+        values["revision_number"] = row["revision_number"] + 1
+        values["updated_at"] = utcnow()
+        txn.update(self.table, {"id": row["id"]}, values)
+        new = {**row, **values}
+        outbox.append(txn, self.resource_type, new, outbox.UPDATE, change_detail(new, row))
+        return self.decorate(txn, [new])[0]
+
     # --- delete --------------------------------------------------------------------------
     # The row's deletion cascades to its ip_allocations and port_security_groups rows, which
-    # frees its addresses and MAC at once; ResourceService.remove drops tags and records it.
+    # frees its addresses and MAC at once.
+
+    def remove(self, txn: Transaction, row: Row) -> None:
+        """ResourceService.remove, with the change's detail in the outbox record."""
+        txn.delete("tags", {"resource_id": row["id"]})
+        txn.delete(self.table, {"id": row["id"]})
+        outbox.append(txn, self.resource_type, row, outbox.DELETE, change_detail(row))
 
 
 def _port_security(item: Row, network: Row) -> bool:
@@ -379,4 +421,4 @@ def delete_network_ports(txn: Transaction, network_id: str) -> None:
     ids = [r["id"] for r in rows]
     txn.delete("tags", {"resource_id": ids})
     txn.delete("ports", {"id": ids})
-    outbox.append_many(txn, "port", rows, outbox.DELETE)
+    outbox.append_many(txn, "port", rows, outbox.DELETE, [change_detail(r) for r in rows])

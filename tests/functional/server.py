@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-READY_MARKERS = ("Uvicorn running on", "Application startup complete")
+# uvicorn prints "Application startup complete" before it binds; only this means serving.
+READY_MARKERS = ("Uvicorn running on",)
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
@@ -78,8 +79,11 @@ class AlcorServer:
         return self.base_url + path
 
     def start(self) -> AlcorServer:
+        # An all-in-one server's controller serves gRPC too: on a free port unless told.
+        grpc = (["--grpc-listen", "127.0.0.1:0"]
+                if self.command == "server" and "--grpc-listen" not in self.extra_args else [])
         args = [alcor_executable(), self.command, "--host", "127.0.0.1", "--port",
-                str(self.port), "--db-url", self.db_url, "--log-level", "info",
+                str(self.port), "--db-url", self.db_url, "--log-level", "info", *grpc,
                 *self.extra_args]
         self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
