@@ -140,8 +140,6 @@ async def run(args: argparse.Namespace, server: Server) -> int:
                    if len(a.state.applied_at) > before[a.node_id]]
         last_ack = max(applied) - start if applied else float("inf")
         metrics = await asyncio.to_thread(server.metrics)
-        if os.environ.get("W2_SERVER_USR1"):
-            os.kill(server.proc.pid, signal.SIGUSR1)
     finally:
         await fleet.stop()
     ok = outcome.get("complete") is True and statuses == {"ACTIVE"} and \

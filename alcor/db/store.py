@@ -182,6 +182,7 @@ class Store:
         # transaction cost more than most transactions).
         self._local = threading.local()
         self._checkpointer: Checkpointer | None = None
+        self._write_lock = threading.Lock()
         database = engine.url.database
         if self.is_sqlite and database not in (None, "", ":memory:"):
             self._checkpointer = Checkpointer(str(database))
@@ -293,6 +294,17 @@ class Store:
         return conn
 
     def _run_sqlite(self, fn: Callable[..., T], write: bool, *args: Any, **kwargs: Any) -> T:
+        if not write:
+            return self._run_sqlite_txn(fn, write, *args, **kwargs)
+        # Writers of this process queue on a lock rather than on SQLite's busy handler, which
+        # sleeps in growing steps (1, 2, 5, 10 ms ...) while the lock is held by a thread next
+        # door.  The database lock (BEGIN IMMEDIATE) still guards against other processes.
+        with self._write_lock:
+            return self._run_sqlite_txn(fn, write, *args, **kwargs)
+
+    def _run_sqlite_txn(
+        self, fn: Callable[..., T], write: bool, *args: Any, **kwargs: Any
+    ) -> T:
         # The pysqlite connection is in autocommit mode; transactions are ours to open, and
         # a write takes the database lock up front (BEGIN IMMEDIATE) instead of failing
         # halfway with SQLITE_BUSY when it first writes.
