@@ -46,12 +46,12 @@ def _pin(core: int) -> list[str]:
 
 
 class Server:
-    def __init__(self, workdir: Path, db_url: str | None = None) -> None:
+    def __init__(self, workdir: Path, db_url: str | None = None, role: str = "api") -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         url = db_url or f"sqlite:///{workdir}/alcor.db"
         self.proc = subprocess.Popen(
-            [*_pin(0), str(ALCOR), "server", "--port", str(self.port), "--db-url", url,
+            [*_pin(0), str(ALCOR), role, "--port", str(self.port), "--db-url", url,
              "--log-level", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )
@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
     parser.add_argument("--db-url", help="run against this database instead of SQLite")
+    parser.add_argument("--role", default="api", choices=["api", "server"],
+                        help="api: the API tier alone (default); server: the all-in-one, "
+                             "whose data-plane controller shares the core")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is required: apt-get install wrk", file=sys.stderr)
@@ -185,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = 3 if args.quick else 10
     with tempfile.TemporaryDirectory(prefix="alcor-w1-") as tmp:
         workdir = Path(tmp)
-        server = Server(workdir, args.db_url)
+        server = Server(workdir, args.db_url, args.role)
+        print(f"role: alcor {args.role}", flush=True)
         try:
             net_id = _setup_network(server, "10.128.0.0/9", "bench")
             # This machine's speed right now: the same server answering GET / (no database) at

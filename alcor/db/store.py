@@ -26,7 +26,6 @@ from alcor import errors
 from alcor.config import DbSettings
 from alcor.db import statements as stmt
 from alcor.db import tables
-from alcor.db.checkpointer import Checkpointer
 from alcor.db.listing import run_list
 from alcor.query import ListQuery, Page
 
@@ -181,12 +180,7 @@ class Store:
         # SQLite: each thread keeps one connection open (checking one out of the pool per
         # transaction cost more than most transactions).
         self._local = threading.local()
-        self._checkpointer: Checkpointer | None = None
         self._write_lock = threading.Lock()
-        database = engine.url.database
-        if self.is_sqlite and database not in (None, "", ":memory:"):
-            self._checkpointer = Checkpointer(str(database))
-            self._checkpointer.start()
 
     @classmethod
     def connect(cls, settings: DbSettings) -> Store:
@@ -197,9 +191,6 @@ class Store:
         tables.metadata.create_all(self.engine)
 
     def dispose(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-            self._checkpointer = None
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -402,8 +393,6 @@ def _sqlite_engine(url: sa.URL, settings: DbSettings) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA busy_timeout=30000")
-        if not memory:
-            cur.execute("PRAGMA wal_autocheckpoint=0")  # alcor.db.checkpointer does it
         # Random UUID keys scatter inserts over the whole B-tree: keep the hot pages in
         # memory (the default page cache is 2 MiB) and map the file instead of copying it.
         cur.execute(f"PRAGMA cache_size=-{settings.sqlite_cache_mib * 1024}")
