@@ -27,8 +27,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## bench: W1 (API), W3 (compile) and W2 (fan-out) benchmarks; figures go to docs/benchmarks.md
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.w1_api
+	$(BIN)/python -m bench.w3_compile
+	$(BIN)/python -m bench.w2_fanout
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
