@@ -127,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["dpm__grpc_listen"] = args.grpc_listen
     settings = load(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin otherwise
     return int(args.func(settings, args))
 
 
