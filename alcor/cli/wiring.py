@@ -10,9 +10,10 @@ from alcor.api.controller import Provisioning
 from alcor.config import Settings
 from alcor.db.migrate import upgrade
 from alcor.db.store import Store
-from alcor.dpm.controller import Controller, Poller
+from alcor.dpm.controller import Controller
 from alcor.dpm.pusher import GoalStatePusher, GrpcPusher
 from alcor.dpm.server import DataplaneRuntime, WithDataplane
+from alcor.dpm.waiting import Poller
 from alcor.services.networks import NetworkService
 from alcor.services.ports import PortService
 from alcor.services.security_groups import SecurityGroupRuleService, SecurityGroupService

@@ -23,10 +23,11 @@ from alcor.context import RequestContext
 from alcor.db.store import Store
 from alcor.dpm import hosts, status
 from alcor.dpm.compiler import compile_host
-from alcor.dpm.controller import Controller, Poller
+from alcor.dpm.controller import Controller
 from alcor.dpm.placement import affected_hosts
 from alcor.dpm.pusher import PushResult, RecordingPusher, ResourceStatus
 from alcor.dpm.server import DataplaneRuntime
+from alcor.dpm.waiting import Poller
 from alcor.rpc._generated import common_pb2, goalstate_pb2, goalstateprovisioner_pb2_grpc
 from alcor.services.nodes import NodeService
 
