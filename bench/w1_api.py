@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,8 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-ALCOR = ROOT / ".venv" / "bin" / "alcor"
+from bench.server import free_port, pin, start_alcor, stop
 
 TARGETS = {
     "single_c16_rps": 2000.0,
@@ -35,40 +31,17 @@ TARGETS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pin(core: int) -> list[str]:
-    return ["taskset", "-c", str(core)] if shutil.which("taskset") and os.cpu_count() else []
-
-
 class Server:
     def __init__(self, workdir: Path, db_url: str | None = None, role: str = "api") -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         url = db_url or f"sqlite:///{workdir}/alcor.db"
-        self.proc = subprocess.Popen(
-            [*_pin(0), str(ALCOR), role, "--port", str(self.port), "--db-url", url,
-             "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.base + "/", timeout=1).read()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not start")
+        # stderr is dropped: a PIPE nobody reads would stall a chatty server.
+        self.proc = start_alcor([role, "--port", str(self.port), "--db-url", url,
+                                 "--log-level", "warning"], self.base, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(10)
+        stop(self.proc, 10)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -103,7 +76,7 @@ def wrk_post(server: Server, path: str, body: dict[str, Any], conns: int, second
         f"wrk.body = {json.dumps(json.dumps(body))}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
-    cmd = [*_pin(1), "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
+    cmd = [*pin(1), "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
            str(script), server.base + path]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     lat = {int(p): _ms(v, u) for p, v, u in _LAT.findall(out)}
@@ -114,7 +87,7 @@ def wrk_post(server: Server, path: str, body: dict[str, Any], conns: int, second
 
 
 def wrk_get(server: Server, path: str, conns: int, seconds: int) -> dict[str, float]:
-    cmd = [*_pin(1), "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
+    cmd = [*pin(1), "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
            server.base + path]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = _RPS.search(out)

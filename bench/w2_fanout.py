@@ -18,10 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,56 +25,31 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.server import ALCOR, free_port, pin, start_alcor, stop
 from bench.sim_agents import Fleet, start_agents
 
-ROOT = Path(__file__).resolve().parent.parent
-ALCOR = ROOT / ".venv" / "bin" / "alcor"
 TARGET_S = 5.0
 WAIT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pin(core: int) -> list[str]:
-    return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 \
-        else []
 
 
 class Server:
     """``alcor server`` with its controller, on a fresh SQLite file."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        self.grpc = f"127.0.0.1:{_free_port()}"
+        self.port = free_port()
+        self.grpc = f"127.0.0.1:{free_port()}"
         self.base = f"http://127.0.0.1:{self.port}"
         # W2_SERVER_CMD replaces the ``alcor`` command (e.g. a profiling wrapper);
         # W2_SERVER_LOG keeps the server's log.
         command = os.environ.get("W2_SERVER_CMD", str(ALCOR)).split()
         self.log = open(os.environ.get("W2_SERVER_LOG", os.devnull), "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [*_pin(0), *command, "server", "--port", str(self.port), "--db-url",
-             f"sqlite:///{workdir}/alcor.db", "--grpc-listen", self.grpc,
-             "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.base + "/", timeout=1).read()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not start")
+        self.proc = start_alcor(
+            ["server", "--port", str(self.port), "--db-url", f"sqlite:///{workdir}/alcor.db",
+             "--grpc-listen", self.grpc, "--log-level", "warning"],
+            self.base, command=command, stderr=self.log)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
+        stop(self.proc)
         self.log.close()
 
     def call(self, method: str, path: str, body: Any = None,
@@ -166,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("ack", "state"), default="ack",
                         help="ack: agents only acknowledge; state: they keep and diff state")
     args = parser.parse_args(argv)
-    if _pin(1):
+    if pin(1):
         os.sched_setaffinity(0, {1})
     with tempfile.TemporaryDirectory(prefix="alcor-w2-") as tmp:
         server = Server(Path(tmp))
