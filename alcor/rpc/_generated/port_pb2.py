@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nport.proto\x12\x0c\x61lcor.schema\x1a\x0c\x63ommon.proto\"\xc7\x05\n\x11PortConfiguration\x12\x17\n\x0frevision_number\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12-\n\x0bupdate_type\x18\x04 \x01(\x0e\x32\x18.alcor.schema.UpdateType\x12\x0e\n\x06vpc_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x11\n\tdevice_id\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65vice_owner\x18\x08 \x01(\t\x12\x13\n\x0bmac_address\x18\t \x01(\t\x12\x16\n\x0e\x61\x64min_state_up\x18\n \x01(\x08\x12;\n\thost_info\x18\x0b \x01(\x0b\x32(.alcor.schema.PortConfiguration.HostInfo\x12:\n\tfixed_ips\x18\x0c \x03(\x0b\x32\'.alcor.schema.PortConfiguration.FixedIp\x12M\n\x13\x61llow_address_pairs\x18\r \x03(\x0b\x32\x30.alcor.schema.PortConfiguration.AllowAddressPair\x12K\n\x12security_group_ids\x18\x0e \x03(\x0b\x32/.alcor.schema.PortConfiguration.SecurityGroupId\x1a\x33\n\x08HostInfo\x12\x12\n\nip_address\x18\x01 \x01(\t\x12\x13\n\x0bmac_address\x18\x02 \x01(\t\x1a\x30\n\x07\x46ixedIp\x12\x11\n\tsubnet_id\x18\x01 \x01(\t\x12\x12\n\nip_address\x18\x02 \x01(\t\x1a;\n\x10\x41llowAddressPair\x12\x12\n\nip_address\x18\x01 \x01(\t\x12\x13\n\x0bmac_address\x18\x02 \x01(\t\x1a\x1d\n\x0fSecurityGroupId\x12\n\n\x02id\x18\x01 \x01(\t\"x\n\tPortState\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12\x36\n\rconfiguration\x18\x02 \x01(\x0b\x32\x1f.alcor.schema.PortConfigurationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nport.proto\x12\x0c\x61lcor.schema\x1a\x0c\x63ommon.proto\"\xac\x06\n\x11PortConfiguration\x12\x17\n\x0frevision_number\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12-\n\x0bupdate_type\x18\x04 \x01(\x0e\x32\x18.alcor.schema.UpdateType\x12\x0e\n\x06vpc_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x11\n\tdevice_id\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65vice_owner\x18\x08 \x01(\t\x12\x13\n\x0bmac_address\x18\t \x01(\t\x12\x16\n\x0e\x61\x64min_state_up\x18\n \x01(\x08\x12;\n\thost_info\x18\x0b \x01(\x0b\x32(.alcor.schema.PortConfiguration.HostInfo\x12:\n\tfixed_ips\x18\x0c \x03(\x0b\x32\'.alcor.schema.PortConfiguration.FixedIp\x12M\n\x13\x61llow_address_pairs\x18\r \x03(\x0b\x32\x30.alcor.schema.PortConfiguration.AllowAddressPair\x12K\n\x12security_group_ids\x18\x0e \x03(\x0b\x32/.alcor.schema.PortConfiguration.SecurityGroupId\x12\x12\n\nnetwork_ns\x18\x64 \x01(\t\x12\x11\n\tveth_name\x18\x65 \x01(\t\x12\"\n\x15port_security_enabled\x18\x66 \x01(\x08H\x00\x88\x01\x01\x1a\x33\n\x08HostInfo\x12\x12\n\nip_address\x18\x01 \x01(\t\x12\x13\n\x0bmac_address\x18\x02 \x01(\t\x1a\x30\n\x07\x46ixedIp\x12\x11\n\tsubnet_id\x18\x01 \x01(\t\x12\x12\n\nip_address\x18\x02 \x01(\t\x1a;\n\x10\x41llowAddressPair\x12\x12\n\nip_address\x18\x01 \x01(\t\x12\x13\n\x0bmac_address\x18\x02 \x01(\t\x1a\x1d\n\x0fSecurityGroupId\x12\n\n\x02id\x18\x01 \x01(\tB\x18\n\x16_port_security_enabled\"x\n\tPortState\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12\x36\n\rconfiguration\x18\x02 \x01(\x0b\x32\x1f.alcor.schema.PortConfigurationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'port_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PORTCONFIGURATION']._serialized_start=43
-  _globals['_PORTCONFIGURATION']._serialized_end=754
-  _globals['_PORTCONFIGURATION_HOSTINFO']._serialized_start=561
-  _globals['_PORTCONFIGURATION_HOSTINFO']._serialized_end=612
-  _globals['_PORTCONFIGURATION_FIXEDIP']._serialized_start=614
-  _globals['_PORTCONFIGURATION_FIXEDIP']._serialized_end=662
-  _globals['_PORTCONFIGURATION_ALLOWADDRESSPAIR']._serialized_start=664
-  _globals['_PORTCONFIGURATION_ALLOWADDRESSPAIR']._serialized_end=723
-  _globals['_PORTCONFIGURATION_SECURITYGROUPID']._serialized_start=725
-  _globals['_PORTCONFIGURATION_SECURITYGROUPID']._serialized_end=754
-  _globals['_PORTSTATE']._serialized_start=756
-  _globals['_PORTSTATE']._serialized_end=876
+  _globals['_PORTCONFIGURATION']._serialized_end=855
+  _globals['_PORTCONFIGURATION_HOSTINFO']._serialized_start=636
+  _globals['_PORTCONFIGURATION_HOSTINFO']._serialized_end=687
+  _globals['_PORTCONFIGURATION_FIXEDIP']._serialized_start=689
+  _globals['_PORTCONFIGURATION_FIXEDIP']._serialized_end=737
+  _globals['_PORTCONFIGURATION_ALLOWADDRESSPAIR']._serialized_start=739
+  _globals['_PORTCONFIGURATION_ALLOWADDRESSPAIR']._serialized_end=798
+  _globals['_PORTCONFIGURATION_SECURITYGROUPID']._serialized_start=800
+  _globals['_PORTCONFIGURATION_SECURITYGROUPID']._serialized_end=829
+  _globals['_PORTSTATE']._serialized_start=857
+  _globals['_PORTSTATE']._serialized_end=977
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PortConfiguration(_message.Message):
-    __slots__ = ("revision_number", "request_id", "id", "update_type", "vpc_id", "name", "device_id", "device_owner", "mac_address", "admin_state_up", "host_info", "fixed_ips", "allow_address_pairs", "security_group_ids")
+    __slots__ = ("revision_number", "request_id", "id", "update_type", "vpc_id", "name", "device_id", "device_owner", "mac_address", "admin_state_up", "host_info", "fixed_ips", "allow_address_pairs", "security_group_ids", "network_ns", "veth_name", "port_security_enabled")
     class HostInfo(_message.Message):
         __slots__ = ("ip_address", "mac_address")
         IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,9 @@ class PortConfiguration(_message.Message):
     FIXED_IPS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_ADDRESS_PAIRS_FIELD_NUMBER: _ClassVar[int]
     SECURITY_GROUP_IDS_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_NS_FIELD_NUMBER: _ClassVar[int]
+    VETH_NAME_FIELD_NUMBER: _ClassVar[int]
+    PORT_SECURITY_ENABLED_FIELD_NUMBER: _ClassVar[int]
     revision_number: int
     request_id: str
     id: str
@@ -64,7 +67,10 @@ class PortConfiguration(_message.Message):
     fixed_ips: _containers.RepeatedCompositeFieldContainer[PortConfiguration.FixedIp]
     allow_address_pairs: _containers.RepeatedCompositeFieldContainer[PortConfiguration.AllowAddressPair]
     security_group_ids: _containers.RepeatedCompositeFieldContainer[PortConfiguration.SecurityGroupId]
-    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., vpc_id: _Optional[str] = ..., name: _Optional[str] = ..., device_id: _Optional[str] = ..., device_owner: _Optional[str] = ..., mac_address: _Optional[str] = ..., admin_state_up: _Optional[bool] = ..., host_info: _Optional[_Union[PortConfiguration.HostInfo, _Mapping]] = ..., fixed_ips: _Optional[_Iterable[_Union[PortConfiguration.FixedIp, _Mapping]]] = ..., allow_address_pairs: _Optional[_Iterable[_Union[PortConfiguration.AllowAddressPair, _Mapping]]] = ..., security_group_ids: _Optional[_Iterable[_Union[PortConfiguration.SecurityGroupId, _Mapping]]] = ...) -> None: ...
+    network_ns: str
+    veth_name: str
+    port_security_enabled: bool
+    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., vpc_id: _Optional[str] = ..., name: _Optional[str] = ..., device_id: _Optional[str] = ..., device_owner: _Optional[str] = ..., mac_address: _Optional[str] = ..., admin_state_up: _Optional[bool] = ..., host_info: _Optional[_Union[PortConfiguration.HostInfo, _Mapping]] = ..., fixed_ips: _Optional[_Iterable[_Union[PortConfiguration.FixedIp, _Mapping]]] = ..., allow_address_pairs: _Optional[_Iterable[_Union[PortConfiguration.AllowAddressPair, _Mapping]]] = ..., security_group_ids: _Optional[_Iterable[_Union[PortConfiguration.SecurityGroupId, _Mapping]]] = ..., network_ns: _Optional[str] = ..., veth_name: _Optional[str] = ..., port_security_enabled: _Optional[bool] = ...) -> None: ...
 
 class PortState(_message.Message):
     __slots__ = ("operation_type", "configuration")

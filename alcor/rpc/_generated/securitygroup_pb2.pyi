@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SecurityGroupConfiguration(_message.Message):
-    __slots__ = ("revision_number", "request_id", "id", "update_type", "vpc_id", "name", "security_group_rules")
+    __slots__ = ("revision_number", "request_id", "id", "update_type", "vpc_id", "name", "security_group_rules", "member_ips")
     class Direction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         EGRESS: _ClassVar[SecurityGroupConfiguration.Direction]
@@ -18,7 +18,7 @@ class SecurityGroupConfiguration(_message.Message):
     EGRESS: SecurityGroupConfiguration.Direction
     INGRESS: SecurityGroupConfiguration.Direction
     class SecurityGroupRule(_message.Message):
-        __slots__ = ("operation_type", "security_group_id", "id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group_id")
+        __slots__ = ("operation_type", "security_group_id", "id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix", "remote_group_id", "ip_protocol", "any_protocol")
         OPERATION_TYPE_FIELD_NUMBER: _ClassVar[int]
         SECURITY_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
         ID_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,8 @@ class SecurityGroupConfiguration(_message.Message):
         PORT_RANGE_MAX_FIELD_NUMBER: _ClassVar[int]
         REMOTE_IP_PREFIX_FIELD_NUMBER: _ClassVar[int]
         REMOTE_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+        IP_PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+        ANY_PROTOCOL_FIELD_NUMBER: _ClassVar[int]
         operation_type: _common_pb2.OperationType
         security_group_id: str
         id: str
@@ -39,7 +41,9 @@ class SecurityGroupConfiguration(_message.Message):
         port_range_max: int
         remote_ip_prefix: str
         remote_group_id: str
-        def __init__(self, operation_type: _Optional[_Union[_common_pb2.OperationType, str]] = ..., security_group_id: _Optional[str] = ..., id: _Optional[str] = ..., direction: _Optional[_Union[SecurityGroupConfiguration.Direction, str]] = ..., ethertype: _Optional[_Union[_common_pb2.EtherType, str]] = ..., protocol: _Optional[_Union[_common_pb2.Protocol, str]] = ..., port_range_min: _Optional[int] = ..., port_range_max: _Optional[int] = ..., remote_ip_prefix: _Optional[str] = ..., remote_group_id: _Optional[str] = ...) -> None: ...
+        ip_protocol: int
+        any_protocol: bool
+        def __init__(self, operation_type: _Optional[_Union[_common_pb2.OperationType, str]] = ..., security_group_id: _Optional[str] = ..., id: _Optional[str] = ..., direction: _Optional[_Union[SecurityGroupConfiguration.Direction, str]] = ..., ethertype: _Optional[_Union[_common_pb2.EtherType, str]] = ..., protocol: _Optional[_Union[_common_pb2.Protocol, str]] = ..., port_range_min: _Optional[int] = ..., port_range_max: _Optional[int] = ..., remote_ip_prefix: _Optional[str] = ..., remote_group_id: _Optional[str] = ..., ip_protocol: _Optional[int] = ..., any_protocol: _Optional[bool] = ...) -> None: ...
     REVISION_NUMBER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +51,7 @@ class SecurityGroupConfiguration(_message.Message):
     VPC_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SECURITY_GROUP_RULES_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_IPS_FIELD_NUMBER: _ClassVar[int]
     revision_number: int
     request_id: str
     id: str
@@ -54,7 +59,8 @@ class SecurityGroupConfiguration(_message.Message):
     vpc_id: str
     name: str
     security_group_rules: _containers.RepeatedCompositeFieldContainer[SecurityGroupConfiguration.SecurityGroupRule]
-    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., vpc_id: _Optional[str] = ..., name: _Optional[str] = ..., security_group_rules: _Optional[_Iterable[_Union[SecurityGroupConfiguration.SecurityGroupRule, _Mapping]]] = ...) -> None: ...
+    member_ips: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., vpc_id: _Optional[str] = ..., name: _Optional[str] = ..., security_group_rules: _Optional[_Iterable[_Union[SecurityGroupConfiguration.SecurityGroupRule, _Mapping]]] = ..., member_ips: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SecurityGroupState(_message.Message):
     __slots__ = ("operation_type", "configuration")

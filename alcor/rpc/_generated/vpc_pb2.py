@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\tvpc.proto\x12\x0c\x61lcor.schema\x1a\x0c\x63ommon.proto\"\xd2\x01\n\x10VpcConfiguration\x12\x17\n\x0frevision_number\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12-\n\x0bupdate_type\x18\x04 \x01(\x0e\x32\x18.alcor.schema.UpdateType\x12\x12\n\nproject_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x0c\n\x04\x63idr\x18\x07 \x01(\t\x12\x11\n\ttunnel_id\x18\x08 \x01(\r\x12\x13\n\x0bgateway_ids\x18\t \x03(\t\"v\n\x08VpcState\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12\x35\n\rconfiguration\x18\x02 \x01(\x0b\x32\x1e.alcor.schema.VpcConfigurationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\tvpc.proto\x12\x0c\x61lcor.schema\x1a\x0c\x63ommon.proto\"\xdf\x01\n\x10VpcConfiguration\x12\x17\n\x0frevision_number\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12-\n\x0bupdate_type\x18\x04 \x01(\x0e\x32\x18.alcor.schema.UpdateType\x12\x12\n\nproject_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x0c\n\x04\x63idr\x18\x07 \x01(\t\x12\x11\n\ttunnel_id\x18\x08 \x01(\r\x12\x13\n\x0bgateway_ids\x18\t \x03(\t\x12\x0b\n\x03mtu\x18\x64 \x01(\r\"v\n\x08VpcState\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12\x35\n\rconfiguration\x18\x02 \x01(\x0b\x32\x1e.alcor.schema.VpcConfigurationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vpc_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VPCCONFIGURATION']._serialized_start=42
-  _globals['_VPCCONFIGURATION']._serialized_end=252
-  _globals['_VPCSTATE']._serialized_start=254
-  _globals['_VPCSTATE']._serialized_end=372
+  _globals['_VPCCONFIGURATION']._serialized_end=265
+  _globals['_VPCSTATE']._serialized_start=267
+  _globals['_VPCSTATE']._serialized_end=385
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class VpcConfiguration(_message.Message):
-    __slots__ = ("revision_number", "request_id", "id", "update_type", "project_id", "name", "cidr", "tunnel_id", "gateway_ids")
+    __slots__ = ("revision_number", "request_id", "id", "update_type", "project_id", "name", "cidr", "tunnel_id", "gateway_ids", "mtu")
     REVISION_NUMBER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class VpcConfiguration(_message.Message):
     CIDR_FIELD_NUMBER: _ClassVar[int]
     TUNNEL_ID_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_IDS_FIELD_NUMBER: _ClassVar[int]
+    MTU_FIELD_NUMBER: _ClassVar[int]
     revision_number: int
     request_id: str
     id: str
@@ -28,7 +29,8 @@ class VpcConfiguration(_message.Message):
     cidr: str
     tunnel_id: int
     gateway_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., cidr: _Optional[str] = ..., tunnel_id: _Optional[int] = ..., gateway_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    mtu: int
+    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., cidr: _Optional[str] = ..., tunnel_id: _Optional[int] = ..., gateway_ids: _Optional[_Iterable[str]] = ..., mtu: _Optional[int] = ...) -> None: ...
 
 class VpcState(_message.Message):
     __slots__ = ("operation_type", "configuration")
