@@ -1,5 +1,9 @@
 """Port states: every port bound to the host, CREATE with a FULL configuration whose
-``revision_number`` is the port's own; ``host_info`` is the node's tunnel address and MAC."""
+``revision_number`` is the port's own; ``host_info`` is the node's tunnel address and MAC.
+
+Alcor's extensions: ``network_ns`` and ``veth_name`` come from the port's
+``binding:profile`` (keys of the same names, as upstream's CNI flow passes them), and
+``port_security_enabled`` is always set (the agent filters unless it is false)."""
 
 from __future__ import annotations
 
@@ -35,6 +39,10 @@ def port_state(port: Mapping[str, Any], host: HostAddress) -> port_pb2.PortState
         added.mac_address = pair["mac_address"]
     for group_id in port["security_groups"]:
         config.security_group_ids.add().id = group_id
+    profile = port["binding:profile"] or {}
+    config.network_ns = str(profile.get("network_ns") or "")
+    config.veth_name = str(profile.get("veth_name") or "")
+    config.port_security_enabled = bool(port["port_security_enabled"])
     return state
 
 

@@ -5,13 +5,16 @@ are sorted by id and each is CREATE (the state is FULL).  ``vpc_id`` stays empty
 groups belong to a project, not a network.  ``remote_ip_prefix`` is the rule's normalized
 CIDR.
 
-Mapping gap: upstream's ``Protocol`` enum has TCP, UDP, ICMP, HTTP and ARP only, with TCP as
+Protocols: upstream's ``Protocol`` enum has TCP, UDP, ICMP, HTTP and ARP only, with TCP as
 its default.  tcp/6, udp/17 and icmp/1 map to their values, and IPv6 ICMP (ipv6-icmp, icmpv6,
-58) to ICMP with ethertype IPV6.  A rule for any protocol (none given) or for another protocol
-(sctp, gre, a number...) leaves the enum at its default exactly as upstream's DPM does, so on
-the wire it reads as TCP, and the rule message has no other field that could carry the name or
-number.  Telling them apart needs a field added to ``SecurityGroupRule``.  Remote groups travel
-as ``remote_group_id`` only: the wire format has no member list.
+58) to ICMP with ethertype IPV6.  A rule for any protocol (none given) or another protocol
+(sctp, gre, a number...) leaves the enum at its default as upstream's DPM does (an upstream
+agent reads TCP); Alcor's extensions say what it really is: ``ip_protocol``, the IP protocol
+number of every rule that names one, and ``any_protocol`` for a rule without.
+
+A host also receives every group its groups' rules name as ``remote_group_id``, and each such
+group carries ``member_ips`` (an Alcor extension): the addresses of all its ports, wherever
+they are bound, so the agent's firewall can match them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from alcor.dpm.compiler.intent import HostIntent
 from alcor.rpc._generated import common_pb2, securitygroup_pb2
+from alcor.services.security_groups import protocol_number
 
 Config = securitygroup_pb2.SecurityGroupConfiguration
 
@@ -32,7 +36,8 @@ PROTOCOLS = {
     "icmp": common_pb2.ICMP, "1": common_pb2.ICMP,
     "ipv6-icmp": common_pb2.ICMP, "icmpv6": common_pb2.ICMP, "58": common_pb2.ICMP,
 }
-"""Neutron protocol names and numbers the wire enum can express (see the mapping gap)."""
+"""Neutron protocol names and numbers the wire enum can express."""
+
 
 
 def rule_message(rule: Mapping[str, Any]) -> Config.SecurityGroupRule:
@@ -50,11 +55,16 @@ def rule_message(rule: Mapping[str, Any]) -> Config.SecurityGroupRule:
     protocol = PROTOCOLS.get(str(rule["protocol"]).lower())
     if protocol is not None:
         message.protocol = protocol
+    number = protocol_number(rule["protocol"] or None, rule["ethertype"])
+    if number is None:
+        message.any_protocol = True
+    else:
+        message.ip_protocol = number
     return message
 
 
-def security_group_state(group: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]
-                         ) -> securitygroup_pb2.SecurityGroupState:
+def security_group_state(group: Mapping[str, Any], rules: Sequence[Mapping[str, Any]],
+                         members: Sequence[str] = ()) -> securitygroup_pb2.SecurityGroupState:
     return securitygroup_pb2.SecurityGroupState(
         operation_type=common_pb2.CREATE,
         configuration=Config(
@@ -63,12 +73,14 @@ def security_group_state(group: Mapping[str, Any], rules: Sequence[Mapping[str, 
             update_type=common_pb2.FULL,
             name=group["name"],
             security_group_rules=[rule_message(r) for r in rules],
+            member_ips=members,
         ),
     )
 
 
 def security_group_states(intent: HostIntent) -> dict[str, securitygroup_pb2.SecurityGroupState]:
     return {
-        group_id: security_group_state(intent.groups[group_id], intent.rules[group_id])
+        group_id: security_group_state(intent.groups[group_id], intent.rules[group_id],
+                                       intent.members.get(group_id, ()))
         for group_id in sorted(intent.groups)
     }

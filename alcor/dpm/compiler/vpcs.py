@@ -3,7 +3,8 @@
 ``tunnel_id`` is the network's VNI (``provider:segmentation_id``; 0 for a network without
 one), set here as well as on subnets (upstream's DPM left it unset here while its NCM indexed
 by it).  Neutron networks have no CIDR, so ``cidr`` stays empty.  Operation INFO, as upstream
-sends VPCs: the agent programs nothing for a VPC itself.
+sends VPCs: the agent programs nothing for a VPC itself.  ``mtu`` (an Alcor extension) is
+the network's MTU, for workload interfaces and DHCP.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def vpc_state(network: Mapping[str, Any]) -> vpc_pb2.VpcState:
             project_id=network["project_id"],
             name=network["name"],
             tunnel_id=vni(network),
+            mtu=int(network.get("mtu") or 0),
         ),
     )
 

@@ -132,8 +132,16 @@ def test_security_group_with_rules_and_remote_group_golden(world: World,
     world.port(net, "w1", "host-a", "fa:16:3e:00:01:01",
                [{"subnet_id": sub["id"], "ip_address": "10.1.0.5"}],
                security_groups=[web["id"]])
+    # db's members, wherever bound (here: nowhere), are what web's remote-group rule matches.
+    world.port(net, "d1", "", "fa:16:3e:00:01:02",
+               [{"subnet_id": sub["id"], "ip_address": "10.1.0.9"}],
+               allowed_address_pairs=[{"ip_address": "10.1.0.200"}],
+               security_groups=[db["id"]])
     message = compiled(world, "node-a")
     golden("security_group_remote_group", readable(message, world.symbols()))
+    assert list(message.security_group_states[db["id"]].configuration.member_ips) == [
+        "10.1.0.200", "10.1.0.9"]
+    assert not message.security_group_states[web["id"]].configuration.member_ips
     group = message.security_group_states[web["id"]].configuration
     rules = {(r.direction, r.ethertype, r.port_range_min, r.remote_group_id, r.remote_ip_prefix):
              r.protocol for r in group.security_group_rules}
@@ -294,3 +302,22 @@ def test_postgresql_gives_the_same_goal_states_and_placement(pg_world: World) ->
     assert set(b.neighbor_states) == {"L2/" + ports["a1"]["id"], "L2/" + ports["a2"]["id"]}
     rows = pg_world.read(lambda txn: txn.select("outbox"))
     assert pg_world.read(affected_hosts, rows) == {"node-a", "node-b", "node-c"}
+
+
+def test_port_carries_its_workload_namespace_and_port_security(world: World) -> None:
+    world.node("node-a", "host-a", "192.0.2.1", MAC_A)
+    net = world.network("green", 2002)
+    world.subnet(net, "green-v4", "10.1.0.0/24")
+    pod = world.port(net, "pod", "host-a", "fa:16:3e:00:01:03", security_groups=[],
+                     port_security_enabled=False,
+                     **{"binding:profile": {"network_ns": "/proc/42/ns/net", "veth_name": "eth1"}})
+    vm = world.port(net, "vm", "host-a", "fa:16:3e:00:01:04")
+    message = compiled(world, "node-a")
+    pod_config = message.port_states[pod["id"]].configuration
+    assert (pod_config.network_ns, pod_config.veth_name) == ("/proc/42/ns/net", "eth1")
+    assert pod_config.HasField("port_security_enabled")
+    assert pod_config.port_security_enabled is False
+    vm_config = message.port_states[vm["id"]].configuration
+    assert (vm_config.network_ns, vm_config.veth_name) == ("", "")
+    assert vm_config.port_security_enabled is True
+    assert message.vpc_states[net["id"]].configuration.mtu == 1450

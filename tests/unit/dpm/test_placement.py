@@ -15,7 +15,10 @@ Row = dict[str, Any]
 
 
 class Scene:
-    """Hosts A and B share network blue; host C is alone on network red; D has no ports."""
+    """Hosts A and B share network blue; host C is alone on network red; D has no ports.
+
+    Ports are in no security group unless a test says so (the default group's rules name
+    itself as remote group, which reaches every host with a member: tested on its own)."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -25,9 +28,13 @@ class Scene:
         self.blue_v4 = world.subnet(self.blue, "blue-v4", "10.0.0.0/24")
         self.red = world.network("red", 102)
         world.subnet(self.red, "red-v4", "10.9.0.0/24")
-        self.a1 = world.port(self.blue, "a1", "host-a", "fa:16:3e:00:00:01")
-        self.b1 = world.port(self.blue, "b1", "node-b", "fa:16:3e:00:00:02")  # by node_id
-        self.c1 = world.port(self.red, "c1", "host-c", "fa:16:3e:00:00:03")
+        self.a1 = self.port(self.blue, "a1", "host-a", "fa:16:3e:00:00:01")
+        self.b1 = self.port(self.blue, "b1", "node-b", "fa:16:3e:00:00:02")  # by node_id
+        self.c1 = self.port(self.red, "c1", "host-c", "fa:16:3e:00:00:03")
+
+    def port(self, network: Row, name: str, host: str, mac: str, **body: Any) -> Row:
+        body.setdefault("security_groups", [])
+        return self.world.port(network, name, host, mac, **body)
 
     def placed(self, change: Callable[[], Any]) -> set[str]:
         """The hosts the outbox rows ``change()`` appends reach."""
@@ -54,20 +61,20 @@ def _service(world: World, collection: str) -> Any:
 
 
 def test_new_port_reaches_its_host_and_its_network_neighbours(scene: Scene) -> None:
-    placed = scene.placed(lambda: scene.world.port(scene.blue, "a2", "host-a",
+    placed = scene.placed(lambda: scene.port(scene.blue, "a2", "host-a",
                                                     "fa:16:3e:00:00:04"))
     assert placed == {"node-a", "node-b"}
 
 
 def test_port_bound_by_node_id_is_placed_on_that_node(scene: Scene) -> None:
-    placed = scene.placed(lambda: scene.world.port(scene.red, "c2", "node-c",
+    placed = scene.placed(lambda: scene.port(scene.red, "c2", "node-c",
                                                     "fa:16:3e:00:00:05"))
     assert placed == {"node-c"}
 
 
 def test_unbound_port_and_port_on_unknown_host_reach_nobody(scene: Scene) -> None:
-    assert scene.placed(lambda: scene.world.port(scene.blue, "x", "", "fa:16:3e:00:00:06")) == set()
-    assert scene.placed(lambda: scene.world.port(scene.blue, "y", "nowhere",
+    assert scene.placed(lambda: scene.port(scene.blue, "x", "", "fa:16:3e:00:00:06")) == set()
+    assert scene.placed(lambda: scene.port(scene.blue, "y", "nowhere",
                                                  "fa:16:3e:00:00:07")) == set()
 
 
@@ -127,7 +134,7 @@ def test_network_change_and_delete_reach_its_hosts(scene: Scene) -> None:
         "node-c"}
     dhcp_net = scene.world.network("gone", 103)
     scene.world.subnet(dhcp_net, "gone-v4", "10.3.0.0/24")
-    scene.world.port(dhcp_net, "dhcp", "host-d", "fa:16:3e:00:03:01",
+    scene.port(dhcp_net, "dhcp", "host-d", "fa:16:3e:00:03:01",
                      device_owner="network:dhcp")
     assert scene.placed(lambda: networks.delete(ctx, dhcp_net["id"])) == {"node-d"}
 
@@ -149,6 +156,34 @@ def test_rule_change_reaches_hosts_of_the_group_and_of_groups_naming_it_remote(
     (rule_id,) = [r["id"] for r in world.read(lambda txn: txn.select(
         "security_group_rules", {"security_group_id": web["id"], "direction": "ingress"}))]
     assert scene.placed(lambda: rules.delete(world.ctx, rule_id)) == {"node-a"}
+
+
+def test_member_change_reaches_hosts_of_groups_naming_its_group_remote(scene: Scene) -> None:
+    world = scene.world
+    web, db = world.group("web"), world.group("db")
+    world.update_port(scene.a1, security_groups=[web["id"]])
+    world.rule(web, direction="ingress", ethertype="IPv4", remote_group_id=db["id"])
+    # A new db member on host C (network red): web's members on host A must learn its address.
+    joined = scene.placed(lambda: scene.port(scene.red, "c2", "host-c", "fa:16:3e:00:00:09",
+                                             security_groups=[db["id"]]))
+    assert joined == {"node-a", "node-c"}
+    # Leaving the group (an update away from db) reaches them too; a port in no such group not.
+    assert scene.placed(lambda: world.update_port(scene.c1, security_groups=[db["id"]])) == {
+        "node-a", "node-c"}
+    assert scene.placed(lambda: world.update_port(scene.c1, security_groups=[])) == {
+        "node-a", "node-c"}
+    assert scene.placed(lambda: world.update_port(scene.c1, name="renamed")) == {"node-c"}
+
+
+def test_default_group_members_reach_every_host_with_a_member(scene: Scene) -> None:
+    # The default group's ingress rules name the default group itself as remote group.
+    placed = scene.placed(lambda: scene.world.port(scene.red, "c3", "host-c",
+                                                    "fa:16:3e:00:00:0a"))
+    assert placed == {"node-c"}  # no other port is in the default group yet
+    scene.world.port(scene.blue, "a3", "host-a", "fa:16:3e:00:00:0b")
+    placed = scene.placed(lambda: scene.world.port(scene.red, "c4", "host-c",
+                                                    "fa:16:3e:00:00:0c"))
+    assert placed == {"node-a", "node-c"}
 
 
 def test_group_update_reaches_its_hosts(scene: Scene) -> None:
