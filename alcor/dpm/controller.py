@@ -8,9 +8,12 @@
    The loop wakes when the API says something committed in this process (``changed()``) and
    polls every ``poll_interval`` for other processes' commits.
 2. **Hosts.** One task per dirty host: read the host's generation and compile its whole goal
-   state on one snapshot (many changes to a host thus cost one compile and one push; at most
-   ``compile_concurrency`` at once, as compiling is CPU-bound), push it (at most
-   ``push_concurrency`` at once), record the acknowledgement or the error.  An unreachable
+   state on one snapshot (many changes to a host thus cost one compile and one push), push it
+   (at most ``push_concurrency`` at once), record the acknowledgement or the error.  Hosts
+   waiting to be compiled are compiled together, in batches on one read transaction each
+   (``compile_concurrency`` batches at once, as compiling is CPU-bound), so hosts sharing a
+   network read its neighbours once; each host's push starts as soon as its own goal state
+   is ready.  An unreachable
    host is retried with exponential backoff (capped); the user's resources are never rolled
    back.
 3. **Status.** Each reply settles the ports it completes (``status.Tracker``): ACTIVE, or ERROR
@@ -109,6 +112,11 @@ def has_changes(txn: Transaction) -> bool:
     return txn.count("outbox") > 0
 
 
+def _settle(future: asyncio.Future[T], value: T) -> None:
+    if not future.done():  # a transaction run again delivers its hosts again
+        future.set_result(value)
+
+
 def summarize(failures: Mapping[str, str]) -> str | None:
     """``last_error`` for a host that failed to program some resources."""
     if not failures:
@@ -158,7 +166,8 @@ class Controller:
         self._wake = asyncio.Event()
         self.settlements = Settlements()
         self._activity = asyncio.Event()
-        self._compiling = asyncio.Semaphore(max(1, settings.compile_concurrency))
+        self._to_compile: dict[str, asyncio.Future[hosts.Snapshot | None]] = {}
+        self._compile_batches: set[asyncio.Task[None]] = set()
         self._pushing = asyncio.Semaphore(max(1, settings.push_concurrency))
         self._dirty: set[str] = set()
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -200,7 +209,7 @@ class Controller:
 
     async def stop(self) -> None:
         self._stopping = True
-        tasks = [*self._tasks, *self._workers.values(),
+        tasks = [*self._tasks, *self._workers.values(), *self._compile_batches,
                  *([self._reply_task] if self._reply_task is not None else [])]
         for task in tasks:
             task.cancel()
@@ -209,6 +218,7 @@ class Controller:
         self._reply_task = None
         self._workers.clear()
         self._paused.clear()
+        self._to_compile.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -349,9 +359,8 @@ class Controller:
 
     async def _sync(self, node_id: str) -> bool:
         """Push a dirty host its goal state once; False if it must be retried later."""
-        async with self._compiling:
-            began = time.perf_counter()
-            snap = await self.read(hosts.snapshot, node_id, self.compile_host)
+        began = time.perf_counter()
+        snap = await self._snapshot(node_id)
         if snap is None:
             self.backoff.reset(node_id)
             return True
@@ -380,6 +389,35 @@ class Controller:
         await self._acknowledged(node_id, snap.generation, pushed_at, result, unsuccessful)
         self.backoff.reset(node_id)
         return True
+
+    async def _snapshot(self, node_id: str) -> hosts.Snapshot | None:
+        """The host's goal state, compiled in the next batch (see the module docstring)."""
+        future = self._to_compile.get(node_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._to_compile[node_id] = future
+        if len(self._compile_batches) < max(1, self.settings.compile_concurrency):
+            task = asyncio.create_task(self._compile_batch(), name="alcor-dpm-compile")
+            self._compile_batches.add(task)
+            task.add_done_callback(self._compile_batches.discard)
+        return await asyncio.shield(future)
+
+    async def _compile_batch(self) -> None:
+        """Compile every host waiting, on one transaction; again while more are waiting."""
+        loop = asyncio.get_running_loop()
+        while self._to_compile:
+            batch, self._to_compile = self._to_compile, {}
+
+            def ready(node_id: str, snap: hosts.Snapshot | None,
+                      batch: dict[str, asyncio.Future[hosts.Snapshot | None]] = batch) -> None:
+                loop.call_soon_threadsafe(_settle, batch[node_id], snap)
+
+            try:
+                await self.read(hosts.snapshots, list(batch), self.compile_host, ready)
+            except Exception as exc:
+                for future in batch.values():
+                    if not future.done():
+                        future.set_exception(exc)
 
     async def _push(self, snap: hosts.Snapshot) -> PushResult:
         node_id = str(snap.node["node_id"])

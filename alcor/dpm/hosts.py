@@ -21,16 +21,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from alcor.db.store import Transaction
+from alcor.dpm.compiler.intent import SharedReads
 
 EPOCH_ROW = "*epoch*"
 """``host_states`` row holding the shared generation counter (never a node id)."""
 
 MAX_ERROR_CHARS = 1024
 
-Compile = Callable[[Transaction, Mapping[str, Any]], bytes]
+
+
+class Compile(Protocol):
+    """What compiles one host's goal state (``compiler.compile_host``): ``shared`` holds the
+    reads the hosts compiled on one transaction have in common."""
+
+    def __call__(self, txn: Transaction, node: Mapping[str, Any], *,
+                 shared: SharedReads | None = None) -> bytes: ...
 
 
 def next_epoch(txn: Transaction) -> int:
@@ -74,7 +82,8 @@ class Snapshot:
     goal_state: bytes
 
 
-def snapshot(txn: Transaction, node_id: str, compile_host: Compile) -> Snapshot | None:
+def snapshot(txn: Transaction, node_id: str, compile_host: Compile,
+             shared: SharedReads | None = None) -> Snapshot | None:
     """The goal state to push to a dirty host; None if it is clean or no longer registered."""
     states = txn.select("host_states", {"node_id": node_id},
                         columns=("generation", "acked_generation"))
@@ -84,7 +93,17 @@ def snapshot(txn: Transaction, node_id: str, compile_host: Compile) -> Snapshot 
     if not nodes:
         return None
     generation = int(states[0]["generation"])
-    return Snapshot(nodes[0], generation, compile_host(txn, nodes[0]))
+    return Snapshot(nodes[0], generation, compile_host(txn, nodes[0], shared=shared))
+
+
+def snapshots(txn: Transaction, node_ids: Iterable[str], compile_host: Compile,
+              ready: Callable[[str, Snapshot | None], None]) -> None:
+    """``snapshot`` of several hosts on one transaction, sharing the reads they have in common
+    (each network's neighbour candidates, group members); ``ready`` gets each host's as soon
+    as it is compiled, so its push need not wait for the others."""
+    shared = SharedReads()
+    for node_id in node_ids:
+        ready(node_id, snapshot(txn, node_id, compile_host, shared))
 
 
 def record_failure(txn: Transaction, node_id: str, pushed_at: float, error: str) -> None:

@@ -119,9 +119,11 @@ def _resources(types_and_ids: list[goalstate_pb2.ResourceIdType]) -> bytes:
 
 
 def compile_host(txn: Transaction, node: Mapping[str, Any],
-                 cache: NeighbourCache = SHARED) -> bytes:
-    """The whole goal state of one host as a serialized GoalStateV2 (update_type FULL)."""
-    return compile_intent(txn, host_intent.load(txn, node), cache)
+                 cache: NeighbourCache = SHARED, *,
+                 shared: host_intent.SharedReads | None = None) -> bytes:
+    """The whole goal state of one host as a serialized GoalStateV2 (update_type FULL);
+    ``shared``: reads shared with other hosts compiled on ``txn`` (see ``compile_hosts``)."""
+    return compile_intent(txn, host_intent.load(txn, node, shared), cache)
 
 
 def compile_hosts(txn: Transaction, nodes: Iterable[Mapping[str, Any]],
