@@ -5,9 +5,7 @@ What a change reaches (``binding:host_id`` names a node by ``node_id`` or ``node
 * a port: its host, before and after (the outbox detail carries both, so a deleted or moved
   port is still placed), and, when one of them is a registered node, every host with a port
   in the port's network (its L2 neighbours gain, change or lose the port's entry; a port on no
-  registered node is in nobody's goal state); and every host with a port in a group whose
-  rules name one of the port's groups (before or after) as remote group (the group's member
-  addresses change);
+  registered node is in nobody's goal state);
 * a subnet or a network: every host with a port in the network;
 * a security group or one of its rules: every host with a port bound to that group or to a
   group with a rule naming it as remote group;
@@ -48,8 +46,6 @@ class _Reach:
     """Port changes recorded without detail: read from the ports table."""
     subnets: set[str] = field(default_factory=set)
     rules: set[str] = field(default_factory=set)
-    member_groups: set[str] = field(default_factory=set)
-    """Groups a changed port is or was in: rules naming them as remote group change."""
 
 
 def _port(reach: _Reach, change: Change) -> None:
@@ -59,8 +55,6 @@ def _port(reach: _Reach, change: Change) -> None:
         return
     names = {detail.get("binding:host_id") or "", detail.get("old_host_id") or ""} - {""}
     reach.hosts |= names
-    reach.member_groups.update(detail.get("security_groups") or ())
-    reach.member_groups.update(detail.get("old_security_groups") or ())
     if names:
         reach.port_networks.append((detail["network_id"], names))
 
@@ -121,21 +115,15 @@ def hosts_in_networks(txn: Transaction, network_ids: Iterable[str]) -> set[str]:
     return {row[0] for row in fetch_in(txn, sql, network_ids)}
 
 
-def referencing_groups(txn: Transaction, group_ids: Iterable[str]) -> set[str]:
-    """Groups with a rule naming one of these as remote group."""
-    return {r[0] for r in fetch_in(
-        txn, "SELECT DISTINCT security_group_id FROM security_group_rules "
-        "WHERE remote_group_id IN ({in})", group_ids)}
-
-
-def hosts_in_groups(txn: Transaction, group_ids: Iterable[str],
-                    members_of: Iterable[str] = ()) -> set[str]:
+def hosts_in_groups(txn: Transaction, group_ids: Iterable[str]) -> set[str]:
     """The ``binding:host_id`` of every bound port in these security groups, or in groups
-    with a rule naming one of them, or one of ``members_of``, as remote group."""
+    with a rule naming one of them as remote group."""
     groups = set(group_ids)
-    groups |= referencing_groups(txn, groups | set(members_of))
     if not groups:
         return set()
+    groups |= {r[0] for r in fetch_in(
+        txn, "SELECT DISTINCT security_group_id FROM security_group_rules "
+        "WHERE remote_group_id IN ({in})", groups)}
     sql = ("SELECT DISTINCT p.binding_host_id FROM ports p "
            "JOIN port_security_groups b ON b.port_id = p.id "
            "WHERE b.security_group_id IN ({in}) AND p.binding_host_id <> ''")
@@ -158,7 +146,6 @@ def affected_hosts(txn: Transaction, changes: Sequence[Mapping[str, Any]]) -> se
     named = resolve_hosts(txn, reach.hosts)
     networks = reach.networks | {net for net, hs in reach.port_networks if hs & named.keys()}
     networks |= _node_networks(txn, reach.node_names)
-    others = hosts_in_networks(txn, networks)
-    others |= hosts_in_groups(txn, reach.groups, reach.member_groups)
+    others = hosts_in_networks(txn, networks) | hosts_in_groups(txn, reach.groups)
     named.update(resolve_hosts(txn, others - named.keys()))
     return {node_id for node_id, _ in named.values()} | _registered(txn, reach.nodes)

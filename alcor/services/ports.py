@@ -107,17 +107,15 @@ def _subnet_ids(fixed_ips: Iterable[Mapping[str, Any]]) -> list[str]:
 
 def change_detail(row: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> Row:
     """The outbox detail of a port change: what placement needs even once the port is gone
-    (its network, host, subnets and security groups; on update also those it had before)."""
+    (its network, host and subnets; on update also the host and subnets it had before)."""
     detail: Row = {
         "network_id": row["network_id"],
         "binding:host_id": row["binding:host_id"],
         "subnet_ids": _subnet_ids(row["fixed_ips"]),
-        "security_groups": sorted(row.get("security_groups") or ()),
     }
     if old is not None:
         detail["old_host_id"] = old["binding:host_id"]
         detail["old_subnet_ids"] = _subnet_ids(old["fixed_ips"])
-        detail["old_security_groups"] = sorted(old.get("security_groups") or ())
     return detail
 
 

@@ -53,10 +53,7 @@ class HostIntent:
     groups: dict[str, Row]
     """The ports' security groups, by id."""
     rules: dict[str, list[Row]]
-    """Each of those groups' rules, by rule id (and the groups those rules name as remote
-    group, which ``groups`` holds too)."""
-    members: dict[str, list[str]]
-    """Groups named as remote group by a rule above -> their members' addresses, sorted."""
+    """Each of those groups' rules, by rule id."""
     neighbours: list[NeighbourRef]
     """Other registered nodes' ports in the host's subnets, by port id."""
     hosts: dict[str, HostAddress]
@@ -156,34 +153,12 @@ def load(txn: Transaction, node: Mapping[str, Any], shared: SharedReads | None =
     used = _subnet_ids(ports)
     subnets = {s["id"]: s for s in all_subnets if s["id"] in used}
     group_ids = sorted({g for p in ports for g in p["security_groups"]})
-    rules = _group_rules(txn, group_ids)
-    remote = sorted({r["remote_group_id"] for rs in rules.values() for r in rs
-                     if r["remote_group_id"]})
-    rules.update(_group_rules(txn, [g for g in remote if g not in rules]))
-    groups = {g["id"]: g for g in txn.select("security_groups", {"id": sorted(rules)})}
+    groups = {g["id"]: g for g in txn.select("security_groups", {"id": group_ids})}
     neighbours, hosts = neighbour_refs(txn, node, all_subnets, set(subnets), shared)
     return HostIntent(
         node=node, ports=ports, networks=networks, subnets=subnets, groups=groups,
-        rules={g: rules[g] for g in sorted(groups)},
-        members=shared.members(txn, remote) if shared else group_members(txn, remote),
-        neighbours=neighbours, hosts=hosts,
+        rules=_group_rules(txn, sorted(groups)), neighbours=neighbours, hosts=hosts,
     )
-
-
-_MEMBERS = ("SELECT b.security_group_id, p.fixed_ips, p.allowed_address_pairs FROM ports p "
-            "JOIN port_security_groups b ON b.port_id = p.id "
-            "WHERE b.security_group_id IN ({in})")
-
-
-def group_members(txn: Transaction, group_ids: Sequence[str]) -> dict[str, list[str]]:
-    """Each group -> the fixed IPs and allowed address pairs of its ports, sorted (what a
-    rule naming it as remote group matches, as Neutron's firewall drivers do)."""
-    members: dict[str, set[str]] = {g: set() for g in group_ids}
-    for group_id, fixed, pairs in fetch_in(txn, _MEMBERS, group_ids):
-        found = members[group_id]
-        found.update(ip["ip_address"] for ip in json_value(fixed))
-        found.update(pair["ip_address"] for pair in json_value(pairs) or ())
-    return {g: sorted(found) for g, found in members.items()}
 
 
 # --- neighbours ------------------------------------------------------------------------------
@@ -221,13 +196,6 @@ class SharedReads:
     def __init__(self) -> None:
         self._network_ports: dict[str, list[NeighbourRef]] = {}
         self._hosts: dict[str, tuple[str, HostAddress] | None] = {}
-        self._members: dict[str, list[str]] = {}
-
-    def members(self, txn: Transaction, group_ids: Sequence[str]) -> dict[str, list[str]]:
-        unknown = [g for g in group_ids if g not in self._members]
-        if unknown:
-            self._members.update(group_members(txn, unknown))
-        return {g: self._members[g] for g in group_ids}
 
     def network_ports(self, txn: Transaction, network_id: str) -> list[NeighbourRef]:
         found = self._network_ports.get(network_id)
@@ -298,9 +266,16 @@ def neighbour_rows(txn: Transaction, port_ids: Sequence[str], network_ids: Itera
         wanted = set(port_ids)
         found = [row for row in fetch_in(txn, _NEIGHBOUR_ROWS.format(column="network_id"),
                                          network_ids) if row[0] in wanted]
+    groups: dict[str, list[str]] = {row[0]: [] for row in found}
+    for port_id, group_id in fetch_in(txn, _GROUPS, groups):
+        groups[port_id].append(group_id)
     return {
         row[0]: {"id": row[0], "name": row[1], "network_id": row[2], "mac_address": row[3],
                  "revision_number": row[4], "fixed_ips": json_value(row[5]),
-                 "allowed_address_pairs": json_value(row[6])}
+                 "allowed_address_pairs": json_value(row[6]),
+                 "security_groups": sorted(groups[row[0]])}
         for row in found
     }
+
+
+_GROUPS = "SELECT port_id, security_group_id FROM port_security_groups WHERE port_id IN ({in})"

@@ -4,7 +4,8 @@ A host's neighbours are the other registered nodes' ports in its subnets.  Each 
 ``L2/<port_id>`` (the configuration's id too): mac, the port's name and network, the node's
 tunnel IP and MAC as ``host_ip_address`` / ``host_mac_address``, every fixed IP of the port
 (neighbor_type L2, subnet, address, tunnel_id = the network's VNI) and its allowed address
-pairs; CREATE with the port's revision.  Every fixed IP, not only those in the receiving
+pairs, and (an Alcor extension) its security groups, from which the agent knows the members
+of remote groups; CREATE with the port's revision.  Every fixed IP, not only those in the receiving
 host's subnets: the entry is then the same bytes for every host (all of a network's subnets
 share its VNI, so the addresses are reachable alike).
 
@@ -61,6 +62,7 @@ def neighbour_state(port: Mapping[str, Any], network: Mapping[str, Any], host: H
         added = config.allow_address_pairs.add()
         added.ip_address = pair["ip_address"]
         added.mac_address = pair["mac_address"]
+    config.security_group_ids.extend(port["security_groups"])
     return state
 
 

@@ -12,9 +12,9 @@ its default.  tcp/6, udp/17 and icmp/1 map to their values, and IPv6 ICMP (ipv6-
 agent reads TCP); Alcor's extensions say what it really is: ``ip_protocol``, the IP protocol
 number of every rule that names one, and ``any_protocol`` for a rule without.
 
-A host also receives every group its groups' rules name as ``remote_group_id``, and each such
-group carries ``member_ips`` (an Alcor extension): the addresses of all its ports, wherever
-they are bound, so the agent's firewall can match them.
+Remote groups travel as ``remote_group_id``: the agent knows each group's members from its
+own ports and its neighbours, whose entries carry their groups (an Alcor extension), which
+are all the ports whose packets can reach it with their own addresses.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def rule_message(rule: Mapping[str, Any]) -> Config.SecurityGroupRule:
     return message
 
 
-def security_group_state(group: Mapping[str, Any], rules: Sequence[Mapping[str, Any]],
-                         members: Sequence[str] = ()) -> securitygroup_pb2.SecurityGroupState:
+def security_group_state(group: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]
+                         ) -> securitygroup_pb2.SecurityGroupState:
     return securitygroup_pb2.SecurityGroupState(
         operation_type=common_pb2.CREATE,
         configuration=Config(
@@ -73,14 +73,12 @@ def security_group_state(group: Mapping[str, Any], rules: Sequence[Mapping[str, 
             update_type=common_pb2.FULL,
             name=group["name"],
             security_group_rules=[rule_message(r) for r in rules],
-            member_ips=members,
         ),
     )
 
 
 def security_group_states(intent: HostIntent) -> dict[str, securitygroup_pb2.SecurityGroupState]:
     return {
-        group_id: security_group_state(intent.groups[group_id], intent.rules[group_id],
-                                       intent.members.get(group_id, ()))
+        group_id: security_group_state(intent.groups[group_id], intent.rules[group_id])
         for group_id in sorted(intent.groups)
     }

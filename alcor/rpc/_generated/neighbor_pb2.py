@@ -26,21 +26,21 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0eneighbor.proto\x12\x0c\x61lcor.schema\x1a\x0c\x63ommon.proto\"\xc3\x04\n\x15NeighborConfiguration\x12\x17\n\x0frevision_number\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12-\n\x0bupdate_type\x18\x04 \x01(\x0e\x32\x18.alcor.schema.UpdateType\x12\x0e\n\x06vpc_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x13\n\x0bmac_address\x18\x07 \x01(\t\x12\x18\n\x10host_mac_address\x18\x08 \x01(\t\x12\x17\n\x0fhost_ip_address\x18\t \x01(\t\x12>\n\tfixed_ips\x18\n \x03(\x0b\x32+.alcor.schema.NeighborConfiguration.FixedIp\x12Q\n\x13\x61llow_address_pairs\x18\x0b \x03(\x0b\x32\x34.alcor.schema.NeighborConfiguration.AllowAddressPair\x1a\x8b\x01\n\x07\x46ixedIp\x12\x31\n\rneighbor_type\x18\x01 \x01(\x0e\x32\x1a.alcor.schema.NeighborType\x12\x11\n\tsubnet_id\x18\x02 \x01(\t\x12\x12\n\nip_address\x18\x03 \x01(\t\x12\x13\n\x0b\x61rion_group\x18\x04 \x01(\t\x12\x11\n\ttunnel_id\x18\x05 \x01(\r\x1a;\n\x10\x41llowAddressPair\x12\x12\n\nip_address\x18\x01 \x01(\t\x12\x13\n\x0bmac_address\x18\x02 \x01(\t\"\x80\x01\n\rNeighborState\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12:\n\rconfiguration\x18\x02 \x01(\x0b\x32#.alcor.schema.NeighborConfiguration*\x1e\n\x0cNeighborType\x12\x06\n\x02L2\x10\x00\x12\x06\n\x02L3\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0eneighbor.proto\x12\x0c\x61lcor.schema\x1a\x0c\x63ommon.proto\"\xdf\x04\n\x15NeighborConfiguration\x12\x17\n\x0frevision_number\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12-\n\x0bupdate_type\x18\x04 \x01(\x0e\x32\x18.alcor.schema.UpdateType\x12\x0e\n\x06vpc_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x13\n\x0bmac_address\x18\x07 \x01(\t\x12\x18\n\x10host_mac_address\x18\x08 \x01(\t\x12\x17\n\x0fhost_ip_address\x18\t \x01(\t\x12>\n\tfixed_ips\x18\n \x03(\x0b\x32+.alcor.schema.NeighborConfiguration.FixedIp\x12Q\n\x13\x61llow_address_pairs\x18\x0b \x03(\x0b\x32\x34.alcor.schema.NeighborConfiguration.AllowAddressPair\x12\x1a\n\x12security_group_ids\x18\x64 \x03(\t\x1a\x8b\x01\n\x07\x46ixedIp\x12\x31\n\rneighbor_type\x18\x01 \x01(\x0e\x32\x1a.alcor.schema.NeighborType\x12\x11\n\tsubnet_id\x18\x02 \x01(\t\x12\x12\n\nip_address\x18\x03 \x01(\t\x12\x13\n\x0b\x61rion_group\x18\x04 \x01(\t\x12\x11\n\ttunnel_id\x18\x05 \x01(\r\x1a;\n\x10\x41llowAddressPair\x12\x12\n\nip_address\x18\x01 \x01(\t\x12\x13\n\x0bmac_address\x18\x02 \x01(\t\"\x80\x01\n\rNeighborState\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12:\n\rconfiguration\x18\x02 \x01(\x0b\x32#.alcor.schema.NeighborConfiguration*\x1e\n\x0cNeighborType\x12\x06\n\x02L2\x10\x00\x12\x06\n\x02L3\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'neighbor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NEIGHBORTYPE']._serialized_start=759
-  _globals['_NEIGHBORTYPE']._serialized_end=789
+  _globals['_NEIGHBORTYPE']._serialized_start=787
+  _globals['_NEIGHBORTYPE']._serialized_end=817
   _globals['_NEIGHBORCONFIGURATION']._serialized_start=47
-  _globals['_NEIGHBORCONFIGURATION']._serialized_end=626
-  _globals['_NEIGHBORCONFIGURATION_FIXEDIP']._serialized_start=426
-  _globals['_NEIGHBORCONFIGURATION_FIXEDIP']._serialized_end=565
-  _globals['_NEIGHBORCONFIGURATION_ALLOWADDRESSPAIR']._serialized_start=567
-  _globals['_NEIGHBORCONFIGURATION_ALLOWADDRESSPAIR']._serialized_end=626
-  _globals['_NEIGHBORSTATE']._serialized_start=629
-  _globals['_NEIGHBORSTATE']._serialized_end=757
+  _globals['_NEIGHBORCONFIGURATION']._serialized_end=654
+  _globals['_NEIGHBORCONFIGURATION_FIXEDIP']._serialized_start=454
+  _globals['_NEIGHBORCONFIGURATION_FIXEDIP']._serialized_end=593
+  _globals['_NEIGHBORCONFIGURATION_ALLOWADDRESSPAIR']._serialized_start=595
+  _globals['_NEIGHBORCONFIGURATION_ALLOWADDRESSPAIR']._serialized_end=654
+  _globals['_NEIGHBORSTATE']._serialized_start=657
+  _globals['_NEIGHBORSTATE']._serialized_end=785
 # @@protoc_insertion_point(module_scope)

@@ -17,7 +17,7 @@ L2: NeighborType
 L3: NeighborType
 
 class NeighborConfiguration(_message.Message):
-    __slots__ = ("revision_number", "request_id", "id", "update_type", "vpc_id", "name", "mac_address", "host_mac_address", "host_ip_address", "fixed_ips", "allow_address_pairs")
+    __slots__ = ("revision_number", "request_id", "id", "update_type", "vpc_id", "name", "mac_address", "host_mac_address", "host_ip_address", "fixed_ips", "allow_address_pairs", "security_group_ids")
     class FixedIp(_message.Message):
         __slots__ = ("neighbor_type", "subnet_id", "ip_address", "arion_group", "tunnel_id")
         NEIGHBOR_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class NeighborConfiguration(_message.Message):
     HOST_IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     FIXED_IPS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_ADDRESS_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_GROUP_IDS_FIELD_NUMBER: _ClassVar[int]
     revision_number: int
     request_id: str
     id: str
@@ -60,7 +61,8 @@ class NeighborConfiguration(_message.Message):
     host_ip_address: str
     fixed_ips: _containers.RepeatedCompositeFieldContainer[NeighborConfiguration.FixedIp]
     allow_address_pairs: _containers.RepeatedCompositeFieldContainer[NeighborConfiguration.AllowAddressPair]
-    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., vpc_id: _Optional[str] = ..., name: _Optional[str] = ..., mac_address: _Optional[str] = ..., host_mac_address: _Optional[str] = ..., host_ip_address: _Optional[str] = ..., fixed_ips: _Optional[_Iterable[_Union[NeighborConfiguration.FixedIp, _Mapping]]] = ..., allow_address_pairs: _Optional[_Iterable[_Union[NeighborConfiguration.AllowAddressPair, _Mapping]]] = ...) -> None: ...
+    security_group_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., vpc_id: _Optional[str] = ..., name: _Optional[str] = ..., mac_address: _Optional[str] = ..., host_mac_address: _Optional[str] = ..., host_ip_address: _Optional[str] = ..., fixed_ips: _Optional[_Iterable[_Union[NeighborConfiguration.FixedIp, _Mapping]]] = ..., allow_address_pairs: _Optional[_Iterable[_Union[NeighborConfiguration.AllowAddressPair, _Mapping]]] = ..., security_group_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NeighborState(_message.Message):
     __slots__ = ("operation_type", "configuration")

@@ -132,16 +132,8 @@ def test_security_group_with_rules_and_remote_group_golden(world: World,
     world.port(net, "w1", "host-a", "fa:16:3e:00:01:01",
                [{"subnet_id": sub["id"], "ip_address": "10.1.0.5"}],
                security_groups=[web["id"]])
-    # db's members, wherever bound (here: nowhere), are what web's remote-group rule matches.
-    world.port(net, "d1", "", "fa:16:3e:00:01:02",
-               [{"subnet_id": sub["id"], "ip_address": "10.1.0.9"}],
-               allowed_address_pairs=[{"ip_address": "10.1.0.200"}],
-               security_groups=[db["id"]])
     message = compiled(world, "node-a")
     golden("security_group_remote_group", readable(message, world.symbols()))
-    assert list(message.security_group_states[db["id"]].configuration.member_ips) == [
-        "10.1.0.200", "10.1.0.9"]
-    assert not message.security_group_states[web["id"]].configuration.member_ips
     group = message.security_group_states[web["id"]].configuration
     rules = {(r.direction, r.ethertype, r.port_range_min, r.remote_group_id, r.remote_ip_prefix):
              r.protocol for r in group.security_group_rules}
@@ -321,3 +313,15 @@ def test_port_carries_its_workload_namespace_and_port_security(world: World) -> 
     assert (vm_config.network_ns, vm_config.veth_name) == ("", "")
     assert vm_config.port_security_enabled is True
     assert message.vpc_states[net["id"]].configuration.mtu == 1450
+
+
+def test_neighbour_entries_carry_their_ports_security_groups(world: World) -> None:
+    ports = two_hosts(world)
+    web = world.group("web")
+    world.update_port(ports["b1"], security_groups=[web["id"]])
+    (default_id,) = ports["a1"]["security_groups"]
+    a, b = compiled(world, "node-a"), compiled(world, "node-b")
+    entry = a.neighbor_states["L2/" + ports["b1"]["id"]].configuration
+    assert list(entry.security_group_ids) == [web["id"]]
+    assert list(b.neighbor_states["L2/" + ports["a1"]["id"]].configuration
+                .security_group_ids) == [default_id]

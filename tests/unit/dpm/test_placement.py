@@ -17,8 +17,7 @@ Row = dict[str, Any]
 class Scene:
     """Hosts A and B share network blue; host C is alone on network red; D has no ports.
 
-    Ports are in no security group unless a test says so (the default group's rules name
-    itself as remote group, which reaches every host with a member: tested on its own)."""
+    Ports are in no security group unless a test says so."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -156,34 +155,6 @@ def test_rule_change_reaches_hosts_of_the_group_and_of_groups_naming_it_remote(
     (rule_id,) = [r["id"] for r in world.read(lambda txn: txn.select(
         "security_group_rules", {"security_group_id": web["id"], "direction": "ingress"}))]
     assert scene.placed(lambda: rules.delete(world.ctx, rule_id)) == {"node-a"}
-
-
-def test_member_change_reaches_hosts_of_groups_naming_its_group_remote(scene: Scene) -> None:
-    world = scene.world
-    web, db = world.group("web"), world.group("db")
-    world.update_port(scene.a1, security_groups=[web["id"]])
-    world.rule(web, direction="ingress", ethertype="IPv4", remote_group_id=db["id"])
-    # A new db member on host C (network red): web's members on host A must learn its address.
-    joined = scene.placed(lambda: scene.port(scene.red, "c2", "host-c", "fa:16:3e:00:00:09",
-                                             security_groups=[db["id"]]))
-    assert joined == {"node-a", "node-c"}
-    # Leaving the group (an update away from db) reaches them too; a port in no such group not.
-    assert scene.placed(lambda: world.update_port(scene.c1, security_groups=[db["id"]])) == {
-        "node-a", "node-c"}
-    assert scene.placed(lambda: world.update_port(scene.c1, security_groups=[])) == {
-        "node-a", "node-c"}
-    assert scene.placed(lambda: world.update_port(scene.c1, name="renamed")) == {"node-c"}
-
-
-def test_default_group_members_reach_every_host_with_a_member(scene: Scene) -> None:
-    # The default group's ingress rules name the default group itself as remote group.
-    placed = scene.placed(lambda: scene.world.port(scene.red, "c3", "host-c",
-                                                    "fa:16:3e:00:00:0a"))
-    assert placed == {"node-c"}  # no other port is in the default group yet
-    scene.world.port(scene.blue, "a3", "host-a", "fa:16:3e:00:00:0b")
-    placed = scene.placed(lambda: scene.world.port(scene.red, "c4", "host-c",
-                                                    "fa:16:3e:00:00:0c"))
-    assert placed == {"node-a", "node-c"}
 
 
 def test_group_update_reaches_its_hosts(scene: Scene) -> None:
