@@ -82,8 +82,8 @@ class SimState(AgentState):
         """(generation, perf_counter) of every goal state applied (refusals excluded)."""
 
     def apply(self, desired: list[Desired], generation: int | None,
-              started: float | None = None) -> Report:
-        report = self._apply(desired, generation, started)
+              started: float | None = None, base: int | None = None) -> Report:
+        report = self._apply(desired, generation, started, base)
         self.received += 1
         self.resources += len(report.outcomes)
         if not report.outcomes or report.outcomes[0].status != OUT_OF_ORDER:
@@ -92,20 +92,23 @@ class SimState(AgentState):
         return report
 
     def _apply(self, desired: list[Desired], generation: int | None,
-               started: float | None) -> Report:
-        return super().apply(desired, generation, started)
+               started: float | None, base: int | None) -> Report:
+        return super().apply(desired, generation, started, base)
 
 
 class AckOnlyState(SimState):
     """Keeps only the generation; every resource of a goal state not older is SUCCESS."""
 
     def _apply(self, desired: list[Desired], generation: int | None,
-               started: float | None) -> Report:
+               started: float | None, base: int | None) -> Report:
         t0 = time.perf_counter() if started is None else started
         status = SUCCESS
         if generation is not None:
-            status = OUT_OF_ORDER if generation < self.generation else SUCCESS
-            self.generation = max(self.generation, generation)
+            refused = generation < self.generation or (base is not None
+                                                       and base != self.generation)
+            status = OUT_OF_ORDER if refused else SUCCESS
+            if not refused:
+                self.generation = generation
         elapsed = int((time.perf_counter() - t0) * 1_000_000)
         outcomes = [Outcome(d.kind, d.resource_id, d.operation, status, None, 0, elapsed)
                     for d in desired]

@@ -16,7 +16,7 @@ from alcor.context import RequestContext
 from alcor.db.store import Store
 from tests.postgres import PostgresCluster, PostgresUnavailable
 
-LAYERS = ("unit", "contract", "functional")
+LAYERS = ("unit", "contract", "functional", "linux", "fullstack")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

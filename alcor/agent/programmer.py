@@ -18,7 +18,10 @@ rather than a method per resource type:
 ``kind`` is a ``common_pb2.ResourceType`` value; ``config`` is that kind's ``*Configuration``
 message (see ``PARSERS``).  A programmer raises any exception to report a failure; its text
 is the reason the controller sees.  Calls come one at a time, deletes first (dependants before
-what they depend on), then creates and updates in ``APPLY_ORDER``.
+what they depend on), then creates and updates in ``APPLY_ORDER``.  Two optional methods: a
+programmer with ``flush()`` has it called once after each goal state's calls (to apply what it
+batches across resources, such as a security group's member set), and one with ``sweep()``
+after the first full goal state since the agent started (to remove stale objects it owns).
 """
 
 from __future__ import annotations

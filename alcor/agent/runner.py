@@ -2,8 +2,11 @@
 nodes API and ask the controller for the full goal state (each retried with backoff until it
 succeeds), until SIGTERM or SIGINT.
 
-The data plane is the recording programmer for now (the Linux programmer is the next issue):
-the agent holds its state in memory and starts empty after a restart.
+The data plane (``--dataplane``) is ``linux`` by default: ``LinuxProgrammer`` programs the
+network namespace the agent runs in (bridges, VXLAN, workload interfaces); ``recording`` keeps
+what it is told in memory only (tests, the simulator).  The agent's state starts empty after
+a restart; the first full goal state rebuilds it and the Linux programmer then sweeps what
+the kernel holds from before and nobody asks for.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class AgentOptions:
     api_url: str | None = None
     controller: str | None = None
     state_file: str | None = None
+    dataplane: str = "linux"
 
     def host_info(self, server_port: int) -> HostInfo:
         return HostInfo(
@@ -56,9 +60,23 @@ class AgentOptions:
         )
 
 
+DATAPLANES = ("linux", "recording")
+
+
+def build_programmer(options: AgentOptions) -> Programmer:
+    """The programmer ``options.dataplane`` names."""
+    if options.dataplane == "recording":
+        return RecordingProgrammer()
+    if options.dataplane != "linux":
+        raise ValueError(f"unknown data plane {options.dataplane!r} (one of {DATAPLANES})")
+    from alcor.agent.linux.programmer import LinuxProgrammer
+
+    return LinuxProgrammer(options.local_ip)
+
+
 async def run(options: AgentOptions, programmer: Programmer | None = None) -> int:
     """Run the agent until SIGTERM/SIGINT; returns the exit status."""
-    programmer = programmer or RecordingProgrammer()
+    programmer = programmer or build_programmer(options)
     state = (StateFileAgentState(programmer, options.local_ip, Path(options.state_file))
              if options.state_file else AgentState(programmer, options.local_ip))
     server = await start_server(state, options.listen)
@@ -73,6 +91,9 @@ async def run(options: AgentOptions, programmer: Programmer | None = None) -> in
     await stop.wait()
     startup.cancel()
     await server.stop(grace=2.0)
+    close = getattr(programmer, "close", None)
+    if close is not None:
+        close()
     return 0
 
 
@@ -90,8 +111,8 @@ class StateFileAgentState(AgentState):
         self.write()
 
     def apply(self, desired: list[Desired], generation: int | None,
-              started: float | None = None) -> Report:
-        report = super().apply(desired, generation, started)
+              started: float | None = None, base: int | None = None) -> Report:
+        report = super().apply(desired, generation, started, base)
         self.write()
         return report
 

@@ -5,7 +5,8 @@ Served (service ``alcor.schema.GoalStateProvisioner``, raw bytes in and out so p
 as part of the message):
 
 - ``PushGoalStatesStream``: one GoalStateOperationReply per GoalStateV2 received.  The call's
-  ``alcor-generation`` metadata orders the goal states; without it a goal state is "newer than
+  ``alcor-generation`` metadata orders the goal states (with ``alcor-base-generation`` too,
+  the goal state is a delta from that generation); without it a goal state is "newer than
   anything" (an upstream controller) and applied by its operation types.  Reasons for failed
   resources go back in the ``alcor-errors-bin`` trailer.
 - ``PushNetworkResourceStates``: a v1 GoalState, through the same apply path.
@@ -83,11 +84,12 @@ class Provisioner:
         self, requests: AsyncIterator[bytes], context: Any
     ) -> AsyncIterator[bytes]:
         generation = await _generation(context)
+        base = await _generation(context, metadata.BASE_GENERATION)
         errors: dict[str, str] = {}
         async for raw in requests:
             started = time.perf_counter()
             goal: goalstate_pb2.GoalStateV2 = await _parse(goalstate_pb2.GoalStateV2, raw, context)
-            report = await self._apply(self.state.apply_v2, goal, generation, started)
+            report = await self._apply(self.state.apply_v2, goal, generation, started, base)
             errors.update(report.failures())
             yield encode_reply(report)
         if errors:
@@ -96,8 +98,9 @@ class Provisioner:
     async def push_v1(self, raw: bytes, context: Any) -> bytes:
         started = time.perf_counter()
         generation = await _generation(context)
+        base = await _generation(context, metadata.BASE_GENERATION)
         goal: goalstate_pb2.GoalState = await _parse(goalstate_pb2.GoalState, raw, context)
-        report = await self._apply(self.state.apply_v1, goal, generation, started)
+        report = await self._apply(self.state.apply_v1, goal, generation, started, base)
         failed = report.failures()
         if failed:
             context.set_trailing_metadata(((metadata.ERRORS, encode_errors(failed)),))
@@ -113,15 +116,15 @@ class Provisioner:
         return bytes(reply.SerializeToString())
 
     async def _apply(
-        self, apply: Callable[[G, int | None, float], Report], goal: G, generation: int | None,
-        started: float,
+        self, apply: Callable[[G, int | None, float, int | None], Report], goal: G,
+        generation: int | None, started: float, base: int | None = None,
     ) -> Report:
         async with self._lock:
             self.received += 1
             if self.offload:
-                report = await asyncio.to_thread(apply, goal, generation, started)
+                report = await asyncio.to_thread(apply, goal, generation, started, base)
             else:
-                report = apply(goal, generation, started)
+                report = apply(goal, generation, started, base)
         failed = report.failures()
         if failed:
             log.warning("goal state generation %s: %s; e.g. %s: %s", generation,
@@ -139,14 +142,14 @@ class Provisioner:
         })
 
 
-async def _generation(context: Any) -> int | None:
+async def _generation(context: Any, name: str = metadata.GENERATION) -> int | None:
     for key, value in context.invocation_metadata() or ():
-        if key == metadata.GENERATION:
+        if key == name:
             try:
                 return int(value)
             except ValueError:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    f"{metadata.GENERATION} is not an integer: {value!r}")
+                                    f"{name} is not an integer: {value!r}")
     return None
 
 

@@ -8,9 +8,13 @@ bytes (compact, and the bytes are what the plan compares).  Applying a goal stat
    Equal or newer -> the message is planned against what is realized, so a repeated goal state
    programs nothing (its resources are unchanged) and only retries what failed before.
 2. With a generation the goal state is FULL: it is everything the host must hold, and whatever
-   is realized but absent is deleted.  Without one (an upstream controller: "newer than
-   anything") each state is applied by its own operation_type and nothing else is touched;
-   a resource whose revision_number is lower than the realized one is then OUT_OF_ORDER.
+   is realized but absent is deleted.  A generation with a base generation is a DELTA: the
+   changes from the base to the new generation, each resource by its operation type (DELETE
+   removes it), applied only if the base is exactly the generation held; otherwise every
+   resource is OUT_OF_ORDER and nothing is applied (the controller then sends a FULL one).
+   Without a generation (an upstream controller: "newer than anything") each state is
+   applied by its own operation_type and nothing else is touched; a resource whose
+   revision_number is lower than the realized one is then OUT_OF_ORDER.
 3. The plan (create / update / delete / unchanged) runs through the programmer: deletes first
    (dependants first), then creates and updates in dependency order.  A programmer exception
    makes that resource FAILURE with the reason, and the rest goes on.  A failed create is not
@@ -18,17 +22,23 @@ bytes (compact, and the bytes are what the plan compares).  Applying a goal stat
    the resource; each is tried again by the next goal state that still calls for it.
 
 Every outcome carries the microseconds spent in the programmer and since the message arrived.
+Once the first FULL goal state since the agent started has been applied, the programmer's
+``sweep()`` (if it has one) removes what the kernel holds from before and nobody asked for
+again; a sweep failure is logged, not reported against any resource.
 Not thread-safe: the server applies one goal state at a time.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from alcor.agent.programmer import APPLY_ORDER, PARSERS, Configuration, Programmer
 from alcor.rpc._generated import common_pb2, goalstate_pb2
+
+log = logging.getLogger(__name__)
 
 CREATE = common_pb2.CREATE
 UPDATE = common_pb2.UPDATE
@@ -254,30 +264,35 @@ class AgentState:
         self.failures: dict[tuple[int, str], str] = {}
         """(kind, id) -> the reason its last programming failed (until it succeeds)."""
         self.last_report: Report | None = None
+        self.swept = False
+        """Whether the programmer's sweep ran (after the first full goal state)."""
 
     def apply_v2(
         self, goal: goalstate_pb2.GoalStateV2, generation: int | None,
-        started: float | None = None,
+        started: float | None = None, base: int | None = None,
     ) -> Report:
-        return self.apply(desired_from_v2(goal, self.local_ip), generation, started)
+        return self.apply(desired_from_v2(goal, self.local_ip), generation, started, base)
 
     def apply_v1(
-        self, goal: goalstate_pb2.GoalState, generation: int | None, started: float | None = None
+        self, goal: goalstate_pb2.GoalState, generation: int | None,
+        started: float | None = None, base: int | None = None,
     ) -> Report:
-        return self.apply(desired_from_v1(goal), generation, started)
+        return self.apply(desired_from_v1(goal), generation, started, base)
 
     def apply(
-        self, desired: list[Desired], generation: int | None, started: float | None = None
+        self, desired: list[Desired], generation: int | None, started: float | None = None,
+        base: int | None = None,
     ) -> Report:
         """Apply one goal state (see the module docstring); ``started`` is the perf_counter
-        value when the message arrived (default: now)."""
+        value when the message arrived (default: now); ``base``: the generation a delta
+        applies to."""
         t0 = time.perf_counter() if started is None else started
-        if generation is not None and generation < self.generation:
-            outcomes = [Outcome(d.kind, d.resource_id, d.operation, OUT_OF_ORDER,
-                                f"generation {generation} is older than {self.generation}", 0, 0)
+        refusal = self._refusal(generation, base)
+        if refusal is not None:
+            outcomes = [Outcome(d.kind, d.resource_id, d.operation, OUT_OF_ORDER, refusal, 0, 0)
                         for d in desired]
             return self._report(generation, outcomes, t0, 0)
-        full = generation is not None
+        full = generation is not None and base is None
         the_plan = plan(self.realized, desired, full=full)
         outcomes = [Outcome(d.kind, d.resource_id, d.operation, INVALID_ARG,
                             "listed in host_resources but not in the message", 0, 0)
@@ -293,7 +308,40 @@ class AgentState:
             programmed += called
         if generation is not None:
             self.generation = generation
-        return self._report(generation, outcomes, t0, programmed)
+        self._flush()
+        report = self._report(generation, outcomes, t0, programmed)
+        if full:
+            self._sweep_once()
+        return report
+
+    def _refusal(self, generation: int | None, base: int | None) -> str | None:
+        """Why a goal state is refused as out of order (None: it is applied)."""
+        if generation is None:
+            return None
+        if generation < self.generation:
+            return f"generation {generation} is older than {self.generation}"
+        if base is not None and base != self.generation:
+            return (f"delta from generation {base} does not apply to the generation held "
+                    f"({self.generation})")
+        return None
+
+    def _flush(self) -> None:
+        """Let the programmer finish what it batches across one goal state's resources."""
+        flush = getattr(self.programmer, "flush", None)
+        if flush is not None:
+            flush()
+
+    def _sweep_once(self) -> None:
+        if self.swept:
+            return
+        self.swept = True
+        sweep = getattr(self.programmer, "sweep", None)
+        if sweep is None:
+            return
+        try:
+            sweep()
+        except Exception:  # stale leftovers stay; the data plane asked for is programmed
+            log.exception("sweeping stale data-plane objects failed")
 
     def _record_desired(self, the_plan: Plan, full: bool) -> None:
         if full:

@@ -69,7 +69,7 @@ def _agent(settings: Settings, args: argparse.Namespace) -> int:
         listen=args.listen, node_id=args.node_id, node_name=args.node_name or args.node_id,
         local_ip=args.local_ip, mac_address=args.mac, veth=args.veth,
         host_dvr_mac=args.host_dvr_mac, api_url=args.api_url, controller=args.controller,
-        state_file=args.state_file,
+        state_file=args.state_file, dataplane=args.dataplane,
     )
     return asyncio.run(run(options))
 
@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--controller", help="controller gRPC host:port to ask for the state")
     agent.add_argument("--state-file", help="write what the agent holds to this JSON file "
                        "after each goal state (tests, debugging)")
+    agent.add_argument("--dataplane", choices=("linux", "recording"), default="linux",
+                       help="linux (default): program this network namespace's bridges, "
+                       "VXLAN, workloads, firewall and DHCP; recording: keep it in memory")
     agent.set_defaults(func=_agent)
     return parser
 

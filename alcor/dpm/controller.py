@@ -40,8 +40,9 @@ from alcor import errors
 from alcor.config import DpmSettings
 from alcor.db.store import Store, Transaction
 from alcor.dpm import compiler, hosts, reconciler, status
+from alcor.dpm.deltas import DeltaBook
 from alcor.dpm.metrics import Metrics
-from alcor.dpm.placement import affected_hosts
+from alcor.dpm.placement import affected_hosts, port_changes
 from alcor.dpm.pusher import GoalStatePusher, PushResult, ResourceStatus
 from alcor.dpm.waiting import Settlements, wait_for_ports
 from alcor.rpc._generated import common_pb2
@@ -60,6 +61,11 @@ class Claim:
 
     rows: int
     hosts: set[str]
+    epoch: int | None = None
+    full: set[str] | None = None
+    """Hosts needing their whole goal state (None: all of ``hosts``); the others only the
+    neighbour entries of ``ports``."""
+    ports: set[str] = field(default_factory=set)
     entries: list[status.Entry] = field(default_factory=list)
     settled: list[tuple[str, int]] = field(default_factory=list)
     gone: set[str] = field(default_factory=set)
@@ -77,16 +83,20 @@ def claim_txn(
     rows = txn.claim("outbox", "seq", limit)
     if not rows:
         return None
-    affected = set(placement(txn, status.distinct_changes(rows)))
+    changes = status.distinct_changes(rows)
+    affected = set(placement(txn, changes))
     plan = status.plan_claim(txn, rows, placement, now)
     dirty = affected | plan.hosts
     epoch = hosts.mark_dirty(txn, dirty)
-    claim = Claim(len(rows), dirty, gone=plan.gone, nodes_gone={
+    split = port_changes(txn, changes) if placement is affected_hosts else None
+    claim = Claim(len(rows), dirty, epoch,
+                  None if split is None else split[0] | set(plan.own.values()),
+                  set() if split is None else split[1], gone=plan.gone, nodes_gone={
         str(r["resource_id"]) for r in rows
         if r["resource_type"] == "node" and r["operation"] == "delete"})
     if plan.ports:
         if epoch is None:
-            epoch = hosts.next_epoch(txn)
+            epoch = claim.epoch = hosts.next_epoch(txn)
         claim.entries, claim.settled = status.record_claim(txn, plan, epoch)
         claim.untracked = set(plan.ports) - {e.port_id for e in claim.entries}
     seqs = [r["seq"] for r in rows]
@@ -103,9 +113,9 @@ def claim_unplaceable(txn: Transaction) -> Claim | None:
     if not rows:
         return None
     every = set(txn.scalars("nodes", "node_id"))
-    hosts.mark_dirty(txn, every)
+    epoch = hosts.mark_dirty(txn, every)
     txn.delete("outbox", {"seq": rows[0]["seq"]})
-    return Claim(1, every)
+    return Claim(1, every, epoch)
 
 
 def has_changes(txn: Transaction) -> bool:
@@ -157,6 +167,7 @@ class Controller:
         self.placement: status.Placement = placement or affected_hosts
         self.clock = clock
         self.tracker = status.Tracker()
+        self.deltas = DeltaBook()
         self.metrics = Metrics()
         self.backoff = hosts.Backoff(settings.backoff_initial, settings.backoff_max)
         self.retry_backoff = hosts.Backoff(settings.reconcile_interval,
@@ -295,6 +306,10 @@ class Controller:
 
     def _after_claim(self, claim: Claim) -> None:
         self.metrics.outbox_claimed += claim.rows
+        full = claim.hosts if claim.full is None else claim.full
+        self.deltas.observe(claim.epoch, full, claim.hosts - full, claim.ports)
+        for node_id in claim.nodes_gone:
+            self.deltas.forget(node_id)
         self.tracker.discard(claim.gone | claim.untracked)
         self.tracker.add(claim.entries)
         for node_id in sorted(claim.hosts):
@@ -379,7 +394,13 @@ class Controller:
             await self.write(hosts.record_failure, node_id, pushed_at, result.error)
             return False
         unsuccessful = [s for s in result.statuses if s.operation_status != common_pb2.SUCCESS]
-        if any(s.operation_status == common_pb2.OUT_OF_ORDER for s in unsuccessful):
+        refused = any(s.operation_status == common_pb2.OUT_OF_ORDER for s in unsuccessful)
+        if refused and snap.base is not None:
+            self.metrics.deltas_refused += 1
+            self.deltas.forget(node_id)  # the host holds something else: send it all
+            self._urgent.add(node_id)
+            return False
+        if refused:
             if await self.read(hosts.acked_at_least, node_id, snap.generation):
                 return True  # a newer goal state got there first (another controller's)
             await self.write(hosts.record_failure, node_id, pushed_at,
@@ -387,6 +408,9 @@ class Controller:
                              "the goal state it holds")
             return False
         await self._acknowledged(node_id, snap.generation, pushed_at, result, unsuccessful)
+        self.deltas.acknowledged(node_id, snap.generation)
+        if snap.base is not None:
+            self.metrics.deltas += 1
         self.backoff.reset(node_id)
         return True
 
@@ -407,13 +431,15 @@ class Controller:
         loop = asyncio.get_running_loop()
         while self._to_compile:
             batch, self._to_compile = self._to_compile, {}
+            requests = {node_id: self.deltas.request(node_id) for node_id in batch}
 
             def ready(node_id: str, snap: hosts.Snapshot | None,
                       batch: dict[str, asyncio.Future[hosts.Snapshot | None]] = batch) -> None:
                 loop.call_soon_threadsafe(_settle, batch[node_id], snap)
 
             try:
-                await self.read(hosts.snapshots, list(batch), self.compile_host, ready)
+                await self.read(hosts.snapshots, requests, self.compile_host, ready,
+                                self.deltas.epochs_are_mine)
             except Exception as exc:
                 for future in batch.values():
                     if not future.done():
@@ -423,7 +449,7 @@ class Controller:
         node_id = str(snap.node["node_id"])
         try:
             return await asyncio.wait_for(
-                self.pusher.push(snap.node, snap.generation, snap.goal_state),
+                self.pusher.push(snap.node, snap.generation, snap.goal_state, base=snap.base),
                 self.settings.push_deadline + 1.0)
         except TimeoutError:
             return PushResult(node_id, snap.generation, [], "push deadline exceeded")
@@ -493,8 +519,10 @@ class Controller:
 
     async def agent_restarted(self, local_ip: str) -> list[str]:
         """An agent at ``local_ip`` (re)started: push its nodes their whole goal state now."""
-        node_ids = await self.write(hosts.mark_restarted, local_ip)
+        node_ids, epoch = await self.write(hosts.mark_restarted, local_ip)
+        self.deltas.observe(epoch, node_ids)
         for node_id in node_ids:
+            self.deltas.forget(node_id)
             self.kick(node_id, now=True)
         return node_ids
 
@@ -539,7 +567,9 @@ class Controller:
             self.retry_backoff.reset(node_id)
         if not due:
             return
-        for node_id in await self.write(reconciler.retry_failed, due):
+        retried, epoch = await self.write(reconciler.retry_failed, due)
+        self.deltas.observe(epoch, retried)
+        for node_id in retried:
             self._retry_after[node_id] = now + self.retry_backoff.next_delay(node_id)
             self.kick(node_id)
 

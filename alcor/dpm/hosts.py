@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alcor.db.store import Transaction
+from alcor.dpm.compiler.delta import compile_delta
 from alcor.dpm.compiler.intent import SharedReads
+from alcor.dpm.deltas import DeltaRequest
 
 EPOCH_ROW = "*epoch*"
 """``host_states`` row holding the shared generation counter (never a node id)."""
@@ -80,11 +82,16 @@ class Snapshot:
     node: dict[str, Any]
     generation: int
     goal_state: bytes
+    base: int | None = None
+    """The generation a delta goal state applies to (None: the goal state is full)."""
 
 
 def snapshot(txn: Transaction, node_id: str, compile_host: Compile,
-             shared: SharedReads | None = None) -> Snapshot | None:
-    """The goal state to push to a dirty host; None if it is clean or no longer registered."""
+             shared: SharedReads | None = None, delta: DeltaRequest | None = None,
+             mine: Callable[[int, int], bool] | None = None) -> Snapshot | None:
+    """The goal state to push to a dirty host; None if it is clean or no longer registered.
+    A delta if ``delta`` is given, the host acknowledged its base and ``mine`` says every
+    generation since was handed out by this controller (see ``alcor.dpm.deltas``)."""
     states = txn.select("host_states", {"node_id": node_id},
                         columns=("generation", "acked_generation"))
     if not states or states[0]["generation"] <= states[0]["acked_generation"]:
@@ -93,17 +100,22 @@ def snapshot(txn: Transaction, node_id: str, compile_host: Compile,
     if not nodes:
         return None
     generation = int(states[0]["generation"])
+    acked = int(states[0]["acked_generation"])
+    if delta is not None and delta.base == acked and mine is not None and mine(acked, generation):
+        return Snapshot(nodes[0], generation,
+                        compile_delta(txn, nodes[0], delta.ports, shared=shared), base=acked)
     return Snapshot(nodes[0], generation, compile_host(txn, nodes[0], shared=shared))
 
 
-def snapshots(txn: Transaction, node_ids: Iterable[str], compile_host: Compile,
-              ready: Callable[[str, Snapshot | None], None]) -> None:
+def snapshots(txn: Transaction, requests: Mapping[str, DeltaRequest | None],
+              compile_host: Compile, ready: Callable[[str, Snapshot | None], None],
+              mine: Callable[[int, int], bool] | None = None) -> None:
     """``snapshot`` of several hosts on one transaction, sharing the reads they have in common
     (each network's neighbour candidates, group members); ``ready`` gets each host's as soon
     as it is compiled, so its push need not wait for the others."""
     shared = SharedReads()
-    for node_id in node_ids:
-        ready(node_id, snapshot(txn, node_id, compile_host, shared))
+    for node_id, delta in requests.items():
+        ready(node_id, snapshot(txn, node_id, compile_host, shared, delta, mine))
 
 
 def record_failure(txn: Transaction, node_id: str, pushed_at: float, error: str) -> None:
@@ -173,12 +185,11 @@ def nodes_at(txn: Transaction, local_ip: str) -> list[str]:
     return sorted(txn.scalars("nodes", "node_id", {"local_ip": local_ip}))
 
 
-def mark_restarted(txn: Transaction, local_ip: str) -> list[str]:
+def mark_restarted(txn: Transaction, local_ip: str) -> tuple[list[str], int | None]:
     """An agent at ``local_ip`` restarted with nothing programmed: its nodes get a new
-    generation, so their whole goal state is pushed again."""
+    generation, so their whole goal state is pushed again.  Returns them and the generation."""
     ids = nodes_at(txn, local_ip)
-    mark_dirty(txn, ids)
-    return ids
+    return ids, mark_dirty(txn, ids)
 
 
 @dataclass(slots=True)

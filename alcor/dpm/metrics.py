@@ -23,6 +23,8 @@ class Metrics:
     outbox_claimed: int = 0
     ports_active: int = 0
     ports_error: int = 0
+    deltas: int = 0
+    deltas_refused: int = 0
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_sum += seconds
@@ -54,6 +56,11 @@ class Metrics:
              self.ports_active),
             ("alcor_ports_error_total", "Port revisions set ERROR by their host.",
              self.ports_error),
+            ("alcor_goal_state_deltas_total",
+             "Pushes that were deltas (neighbour entries only) and were applied.", self.deltas),
+            ("alcor_goal_state_deltas_refused_total",
+             "Deltas an agent refused as not applying to what it holds (sent again in full).",
+             self.deltas_refused),
         ):
             lines += [f"# HELP {counter} {help_text}", f"# TYPE {counter} counter",
                       f"{counter} {value}"]

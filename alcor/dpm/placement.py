@@ -139,6 +139,19 @@ def _registered(txn: Transaction, node_ids: Iterable[str]) -> set[str]:
     return {r[0] for r in fetch_in(txn, "SELECT id FROM nodes WHERE id IN ({in})", node_ids)}
 
 
+def port_changes(txn: Transaction, changes: Sequence[Mapping[str, Any]]
+                 ) -> tuple[set[str], set[str]] | None:
+    """For a batch of port changes only: (the node_ids of the changed ports' own hosts, before
+    and after, the changed port ids).  The other hosts the batch reaches see only neighbour
+    entries change (see ``alcor.dpm.deltas``).  None if the batch changes anything else."""
+    if any(change["resource_type"] != "port" for change in changes):
+        return None
+    reach = _gather(changes)
+    _complete(txn, reach)
+    own = {node_id for node_id, _ in resolve_hosts(txn, reach.hosts).values()}
+    return own, {str(change["resource_id"]) for change in changes}
+
+
 def affected_hosts(txn: Transaction, changes: Sequence[Mapping[str, Any]]) -> set[str]:
     """node_ids whose goal state the outbox rows ``changes`` may alter."""
     reach = _gather(changes)

@@ -3,12 +3,14 @@
 ``GrpcPusher`` is the fast path: ``GoalStateProvisioner.PushGoalStatesStream`` to the node's
 ``local_ip:server_port`` on one grpc.aio channel per host, kept open and reused.  The goal state
 goes out as the serialized GoalStateV2 the compiler produced (no re-encoding), with the host's
-generation as ``alcor-generation`` metadata.  Whatever goes wrong on the way (refused
+generation as ``alcor-generation`` metadata (and, for a delta, the generation it applies to as
+``alcor-base-generation``).  Whatever goes wrong on the way (refused
 connection, deadline, a broken reply) comes back as ``PushResult.error``; ``push`` never
 raises.  A GrpcPusher belongs to one event loop.
 
-``RecordingPusher`` keeps what it was given and answers SUCCESS for every listed resource
-(controller tests, simulations without agents).
+``RecordingPusher`` keeps what it was given, folds deltas into what each node holds as an
+agent would (refusing a delta whose base the node does not hold), and answers SUCCESS for
+every listed resource (controller tests, simulations without agents).
 """
 
 from __future__ import annotations
@@ -72,8 +74,10 @@ class PushResult:
 
 class GoalStatePusher(Protocol):
     async def push(
-        self, node: Mapping[str, Any], generation: int, goal_state: bytes
-    ) -> PushResult: ...
+        self, node: Mapping[str, Any], generation: int, goal_state: bytes,
+        base: int | None = None,
+    ) -> PushResult:
+        """Send one goal state; ``base``: it is a delta from that generation."""
 
 
 def statuses_from_reply(reply: Reply, errors: Mapping[str, str]) -> list[ResourceStatus]:
@@ -117,14 +121,18 @@ class GrpcPusher:
         self._channels: dict[str, tuple[str, Any, Any]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def push(self, node: Mapping[str, Any], generation: int, goal_state: bytes) -> PushResult:
+    async def push(self, node: Mapping[str, Any], generation: int, goal_state: bytes,
+                   base: int | None = None) -> PushResult:
         node_id = str(node["node_id"])
         address = target(node)
+        sent = [(metadata.GENERATION, str(generation))]
+        if base is not None:
+            sent.append((metadata.BASE_GENERATION, str(base)))
         try:
             stub = await self._stub(node_id, address)
             call = stub(
                 iter((goal_state,)),
-                metadata=((metadata.GENERATION, str(generation)),),
+                metadata=tuple(sent),
                 timeout=self.timeout,
             )
             replies: list[Reply] = [reply async for reply in call]
@@ -176,6 +184,7 @@ class RecordedPush:
     node_id: str
     generation: int
     goal_state: bytes
+    base: int | None = None
 
 
 class RecordingPusher:
@@ -186,19 +195,46 @@ class RecordingPusher:
     def __init__(self) -> None:
         self.pushes: list[RecordedPush] = []
         self.unreachable: set[str] = set()
+        self.held: dict[str, tuple[int, goalstate_pb2.GoalStateV2]] = {}
+        """node_id -> (generation, the goal state it holds: full ones with deltas folded in)."""
 
-    async def push(self, node: Mapping[str, Any], generation: int, goal_state: bytes) -> PushResult:
+    async def push(self, node: Mapping[str, Any], generation: int, goal_state: bytes,
+                   base: int | None = None) -> PushResult:
         node_id = str(node["node_id"])
-        self.pushes.append(RecordedPush(node_id, generation, goal_state))
+        self.pushes.append(RecordedPush(node_id, generation, goal_state, base))
         if node_id in self.unreachable:
             return PushResult(node_id, generation, [], f"{node_id}: UNAVAILABLE: unreachable")
         goal = goalstate_pb2.GoalStateV2.FromString(goal_state)
         local_ip = str(node.get("local_ip", ""))
         indexes = ([goal.host_resources[local_ip]] if local_ip in goal.host_resources
                    else list(goal.host_resources.values()))
-        statuses = [ResourceStatus(ref.id, ref.type, common_pb2.SUCCESS, 0, 0)
+        outcome = self._hold(node_id, generation, goal, base)
+        statuses = [ResourceStatus(ref.id, ref.type, outcome, 0, 0)
                     for index in indexes for ref in index.resources]
         return PushResult(node_id, generation, statuses, None)
+
+    def _hold(self, node_id: str, generation: int, goal: goalstate_pb2.GoalStateV2,
+              base: int | None) -> int:
+        held = self.held.get(node_id)
+        if base is None:
+            self.held[node_id] = (generation, goal)
+            return common_pb2.SUCCESS
+        if held is None or held[0] != base:
+            return common_pb2.OUT_OF_ORDER
+        state = held[1]
+        for key, entry in goal.neighbor_states.items():
+            if entry.operation_type == common_pb2.DELETE:
+                if key in state.neighbor_states:
+                    del state.neighbor_states[key]
+            else:
+                state.neighbor_states[key].CopyFrom(entry)
+        self.held[node_id] = (generation, state)
+        return common_pb2.SUCCESS
+
+    def holds(self, node_id: str) -> goalstate_pb2.GoalStateV2 | None:
+        """What a node holds now (its last full goal state with later deltas applied)."""
+        held = self.held.get(node_id)
+        return None if held is None else held[1]
 
     def last(self, node_id: str) -> RecordedPush | None:
         """The latest push to a node."""

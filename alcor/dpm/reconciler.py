@@ -47,8 +47,8 @@ def survey(
                   set(txn.scalars("nodes", "node_id")))
 
 
-def retry_failed(txn: Transaction, node_ids: Iterable[str]) -> list[str]:
-    """Give hosts that failed to program something a new generation; returns them."""
+def retry_failed(txn: Transaction, node_ids: Iterable[str]) -> tuple[list[str], int | None]:
+    """Give hosts that failed to program something a new generation; returns them and the
+    generation (a full goal state: the agent retries what failed only in one)."""
     ids = sorted(set(node_ids))
-    hosts.mark_dirty(txn, ids)
-    return ids
+    return ids, hosts.mark_dirty(txn, ids)

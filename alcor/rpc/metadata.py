@@ -11,6 +11,10 @@ GENERATION = "alcor-generation"
 """Request metadata on PushGoalStatesStream / PushNetworkResourceStates: the host's goal-state
 generation as a decimal string.  Present: the goal state is FULL and ordered by generation."""
 
+BASE_GENERATION = "alcor-base-generation"
+"""Request metadata with ``alcor-generation``: the goal state is a DELTA from this generation
+(each resource by its operation type), to be applied only by an agent holding exactly it."""
+
 ERRORS = "alcor-errors-bin"
 """Trailing metadata of a reply: JSON ``{resource_id: reason}`` for resources that FAILED
 (GoalStateOperationStatus has no field for the reason).  Bounded by ``MAX_ERRORS`` entries of

@@ -35,7 +35,7 @@ class AgentProcess:
     def __init__(self, node_id: str, *extra: str) -> None:
         self.node_id = node_id
         self.args = [alcor_executable(), "agent", "--listen", f"{IP}:0", "--node-id", node_id,
-                     "--local-ip", IP, *extra]
+                     "--local-ip", IP, "--dataplane", "recording", *extra]
         self.lines: list[str] = []
         self.port = 0
         self._proc: asyncio.subprocess.Process | None = None

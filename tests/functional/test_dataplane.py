@@ -46,9 +46,9 @@ class FailingPusher(RecordingPusher):
         super().__init__()
         self.failing: dict[str, str] = {}
 
-    async def push(self, node: Mapping[str, Any], generation: int, goal_state: bytes
-                   ) -> PushResult:
-        result = await super().push(node, generation, goal_state)
+    async def push(self, node: Mapping[str, Any], generation: int, goal_state: bytes,
+                   base: int | None = None) -> PushResult:
+        result = await super().push(node, generation, goal_state, base)
         statuses = [
             ResourceStatus(s.resource_id, s.resource_type, common_pb2.FAILURE, 0, 0,
                            self.failing[s.resource_id]) if s.resource_id in self.failing else s
@@ -236,7 +236,8 @@ class Agent:
         tell = ["--api-url", self.api_url, "--controller", self.controller] if announce else []
         self.proc = subprocess.Popen(
             [alcor_executable(), "agent", "--listen", f"{self.ip}:{self.port}", "--node-id",
-             self.node_id, "--local-ip", self.ip, "--state-file", str(self.state_file), *tell],
+             self.node_id, "--local-ip", self.ip, "--dataplane", "recording", "--state-file",
+             str(self.state_file), *tell],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             text=True, start_new_session=True)
         ready = threading.Event()

@@ -318,3 +318,25 @@ def test_a_report_summarises_what_was_done(state, programmer):
     assert report.summary().startswith("1 updated, 1 deleted, 1 unchanged, 1 failed in ")
     refused = state.apply_v2(goal(vpc()), 1)
     assert refused.summary().startswith("1 refused (out of order) in ")
+
+
+def test_a_delta_applies_only_on_its_base_generation() -> None:
+    state = AgentState(RecordingProgrammer())
+    state.apply_v2(goal(neighbor("port-8"), *FULL_HOST), 5)
+    delta = goal(neighbor("port-new"))
+    delta.neighbor_states["L2/port-8"].operation_type = common_pb2.DELETE
+    delta.neighbor_states["L2/port-8"].configuration.id = "L2/port-8"
+    delta.host_resources[IP].resources.add(type=NEIGHBOR, id="L2/port-8")
+    refused = state.apply_v2(delta, 7, base=6)
+    assert {o.status for o in refused.outcomes} == {common_pb2.OUT_OF_ORDER}
+    assert "delta from generation 6" in (refused.outcomes[0].error or "")
+    assert state.generation == 5 and "L2/port-new" not in state.realized_ids(NEIGHBOR)
+    applied = state.apply_v2(delta, 7, base=5)
+    assert {o.status for o in applied.outcomes} == {common_pb2.SUCCESS}
+    assert state.generation == 7
+    # A delta touches only what it names: the rest of the full state stays.
+    assert state.realized_ids(NEIGHBOR) == {"L2/port-9", "L2/port-new"}
+    assert state.realized_ids(PORT) == {"port-1"} and state.realized_ids(VPC) == {"vpc-1"}
+    # A delta from an older base afterwards is refused too.
+    assert {o.status for o in state.apply_v2(delta, 8, base=5).outcomes} == {
+        common_pb2.OUT_OF_ORDER}

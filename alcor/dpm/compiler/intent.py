@@ -188,6 +188,13 @@ _NETWORK = ("SELECT id, revision_number, binding_host_id FROM ports WHERE networ
             "AND binding_host_id <> '' AND CAST(fixed_ips AS TEXT) <> '[]'")
 
 
+_PORT_ROWS = ("SELECT id, revision_number, binding_host_id, network_id, fixed_ips FROM ports "
+              "WHERE id IN ({in})")
+_SUBNET_COUNT = "SELECT COUNT(*) FROM subnets WHERE network_id = {mark}"
+_USING = ("SELECT DISTINCT binding_host_id FROM ports WHERE network_id = {mark} "
+          "AND binding_host_id <> '' AND CAST(fixed_ips AS TEXT) <> '[]'")
+
+
 class SharedReads:
     """What the compiles of several hosts on one transaction can share: each network's bound,
     addressed ports, by id, and the nodes host names resolve to.  Valid for that one
@@ -196,6 +203,9 @@ class SharedReads:
     def __init__(self) -> None:
         self._network_ports: dict[str, list[NeighbourRef]] = {}
         self._hosts: dict[str, tuple[str, HostAddress] | None] = {}
+        self._ports: dict[str, Row] = {}
+        self._using: dict[str, set[str] | None] = {}
+        self._networks: dict[str, Row] = {}
 
     def network_ports(self, txn: Transaction, network_id: str) -> list[NeighbourRef]:
         found = self._network_ports.get(network_id)
@@ -204,6 +214,32 @@ class SharedReads:
             found.sort(key=itemgetter(0))
             self._network_ports[network_id] = found
         return found
+
+    def port_rows(self, txn: Transaction, port_ids: Iterable[str]) -> dict[str, Row]:
+        """Ports by id (those that exist) with id, revision_number, binding_host_id,
+        network_id and fixed_ips: what a delta decides neighbourhood from."""
+        unknown = sorted(set(port_ids) - self._ports.keys())
+        for port_id, revision, host, network_id, fixed in fetch_in(txn, _PORT_ROWS, unknown):
+            self._ports[port_id] = {"id": port_id, "revision_number": revision,
+                                    "binding_host_id": host, "network_id": network_id,
+                                    "fixed_ips": json_value(fixed)}
+        return {p: self._ports[p] for p in port_ids if p in self._ports}
+
+    def hosts_using(self, txn: Transaction, network_id: str) -> set[str] | None:
+        """The ``binding:host_id`` of every addressed port of a network with one subnet (they
+        are the hosts using that subnet); None for a network with several subnets."""
+        if network_id not in self._using:
+            subnets = fetch(txn, _SUBNET_COUNT.format(mark=marks(txn, 1)), [network_id])
+            self._using[network_id] = (
+                {row[0] for row in fetch(txn, _USING.format(mark=marks(txn, 1)), [network_id])}
+                if subnets[0][0] == 1 else None)
+        return self._using[network_id]
+
+    def networks(self, txn: Transaction, network_ids: Iterable[str]) -> dict[str, Row]:
+        unknown = sorted(set(network_ids) - self._networks.keys())
+        if unknown:
+            self._networks.update({n["id"]: n for n in txn.select("networks", {"id": unknown})})
+        return {n: self._networks[n] for n in network_ids if n in self._networks}
 
     def resolve(self, txn: Transaction, names: set[str]) -> dict[str, tuple[str, HostAddress]]:
         unknown = names - self._hosts.keys()

@@ -95,9 +95,10 @@ def controller(store: Store, pusher: Any, settings: DpmSettings = FAST) -> Contr
 
 
 def goal(pusher: RecordingPusher, node_id: str) -> goalstate_pb2.GoalStateV2:
-    push = pusher.last(node_id)
-    assert push is not None, f"nothing pushed to {node_id}"
-    return goalstate_pb2.GoalStateV2.FromString(push.goal_state)
+    """What the node holds: its last full goal state with the deltas since folded in."""
+    held = pusher.holds(node_id)
+    assert held is not None, f"nothing pushed to {node_id}"
+    return held
 
 
 def held(pusher: RecordingPusher, node_id: str) -> tuple[set[str], set[str]]:
@@ -119,9 +120,9 @@ class CountingPusher(RecordingPusher):
         self.target = target
         self.reached = asyncio.Event()
 
-    async def push(self, node: Mapping[str, Any], generation: int, goal_state: bytes
-                   ) -> PushResult:
-        result = await super().push(node, generation, goal_state)
+    async def push(self, node: Mapping[str, Any], generation: int, goal_state: bytes,
+                   base: int | None = None) -> PushResult:
+        result = await super().push(node, generation, goal_state, base)
         if pushes_to(self, self.node_id) >= self.target:
             self.reached.set()
         return result
@@ -135,9 +136,9 @@ class FailingPusher(RecordingPusher):
         super().__init__()
         self.failing: dict[str, str] = {}
 
-    async def push(self, node: Mapping[str, Any], generation: int, goal_state: bytes
-                   ) -> PushResult:
-        result = await super().push(node, generation, goal_state)
+    async def push(self, node: Mapping[str, Any], generation: int, goal_state: bytes,
+                   base: int | None = None) -> PushResult:
+        result = await super().push(node, generation, goal_state, base)
         statuses = [
             ResourceStatus(s.resource_id, s.resource_type, common_pb2.FAILURE, 0, 0,
                            self.failing[s.resource_id]) if s.resource_id in self.failing else s
@@ -550,3 +551,92 @@ def test_ports_stop_waiting_for_a_host_that_is_deregistered(fleet: Fleet) -> Non
     assert fleet.stored(a["id"])["status"] == "ACTIVE"
     assert fleet.stored(b["id"])["status"] == "DOWN"
     assert held(pusher, "host-a") == ({a["id"]}, set())
+
+
+# --- deltas ----------------------------------------------------------------------------------
+
+
+def full_compile(fleet: Fleet, node_id: str) -> goalstate_pb2.GoalStateV2:
+    node = fleet.store.read(lambda txn: txn.select("nodes", {"node_id": node_id})[0])
+    return goalstate_pb2.GoalStateV2.FromString(fleet.store.read(compile_host, node))
+
+
+def test_neighbour_changes_reach_other_hosts_as_deltas_that_match_a_full_compile(
+        fleet: Fleet) -> None:
+    a = fleet.port("host-a")
+    fleet.port("host-b")
+    pusher = RecordingPusher()
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        assert all(p.base is None for p in pusher.pushes)  # first pushes are full
+        mark = len(pusher.pushes)
+        added = fleet.port("host-a")
+        await c.quiesce()
+        pushes = {p.node_id: p for p in pusher.pushes[mark:]}
+        assert pushes["host-a"].base is None  # its own port changed: full
+        delta = pushes["host-b"]
+        assert delta.base is not None
+        message = goalstate_pb2.GoalStateV2.FromString(delta.goal_state)
+        assert set(message.neighbor_states) == {f"L2/{added['id']}"}
+        assert not message.port_states and not message.vpc_states
+        assert fleet.stored(added["id"])["status"] == "ACTIVE"
+        mark = len(pusher.pushes)
+        fleet.delete_port(a["id"])
+        await c.quiesce()
+        delta = next(p for p in pusher.pushes[mark:] if p.node_id == "host-b")
+        message = goalstate_pb2.GoalStateV2.FromString(delta.goal_state)
+        assert delta.base is not None
+        assert message.neighbor_states[f"L2/{a['id']}"].operation_type == common_pb2.DELETE
+        assert c.metrics.deltas >= 2
+        await c.stop()
+
+    run(main)
+    for node_id in ("host-a", "host-b"):
+        assert set(goal(pusher, node_id).neighbor_states) == set(
+            full_compile(fleet, node_id).neighbor_states)
+        assert goal(pusher, node_id).neighbor_states == full_compile(
+            fleet, node_id).neighbor_states
+
+
+def test_a_refused_delta_is_followed_by_the_full_goal_state(fleet: Fleet) -> None:
+    fleet.port("host-a")
+    fleet.port("host-b")
+    pusher = RecordingPusher()
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        pusher.held.pop("host-b")  # as if its agent restarted without telling anyone
+        mark = len(pusher.pushes)
+        added = fleet.port("host-a")
+        await c.quiesce()
+        to_b = [p for p in pusher.pushes[mark:] if p.node_id == "host-b"]
+        assert [p.base is not None for p in to_b] == [True, False]
+        assert c.metrics.deltas_refused == 1
+        assert f"L2/{added['id']}" in goal(pusher, "host-b").neighbor_states
+        assert fleet.stored(added["id"])["status"] == "ACTIVE"
+        await c.stop()
+
+    run(main)
+
+
+def test_a_change_another_controller_placed_forces_a_full_goal_state(fleet: Fleet) -> None:
+    fleet.port("host-a")
+    fleet.port("host-b")
+    pusher = RecordingPusher()
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        # Another controller hands out a generation this one never saw.
+        fleet.store.write(hosts.mark_dirty, ["host-b"])
+        mark = len(pusher.pushes)
+        fleet.port("host-a")
+        await c.quiesce()
+        to_b = [p for p in pusher.pushes[mark:] if p.node_id == "host-b"]
+        assert to_b and all(p.base is None for p in to_b)
+        await c.stop()
+
+    run(main)
