@@ -431,7 +431,9 @@ class Controller:
         loop = asyncio.get_running_loop()
         while self._to_compile:
             batch, self._to_compile = self._to_compile, {}
-            requests = {node_id: self.deltas.request(node_id) for node_id in batch}
+            asked = {node_id: self.deltas.request(node_id) for node_id in batch}
+            # Deltas are quick: compile them before the full goal states of the batch.
+            requests = dict(sorted(asked.items(), key=lambda item: item[1] is None))
 
             def ready(node_id: str, snap: hosts.Snapshot | None,
                       batch: dict[str, asyncio.Future[hosts.Snapshot | None]] = batch) -> None:
