@@ -1,0 +1,438 @@
+"""``LinuxProgrammer``: the agent's default data plane, a ``Programmer`` that dispatches each
+resource kind to the Linux helpers.
+
+- VPC: its VNI's segment (``alcbr<vni>`` + ``alcvx<vni>``, MTU = the VPC's or 1450).
+- SUBNET: remembered (VNI, prefix, gateway, DNS, host routes, DHCP on/off) for the ports,
+  neighbours and leases that need it; its segment is created if the VPC has not been.
+- PORT: the local interface (``workloads``), then the firewall's view of the port.
+- NEIGHBOR: per fixed IP (the VNI is the fixed IP's ``tunnel_id``, else its subnet's, else the
+  VPC's) the remote MAC as static FDB entries towards ``host_ip_address`` and IP -> MAC as a
+  neighbour entry; allowed address pairs likewise.  A neighbour on this host (its
+  ``host_ip_address`` is the local IP) programs nothing: its port is local.
+- DHCP: a ``Lease`` for the port's tap, handed to the DHCP responder.
+- SECURITYGROUP: handed to the firewall.
+- ROUTER, GATEWAY: not programmed by this driver (accepted, nothing done).
+
+A segment lives while anything uses its VNI (the VPC, a subnet, a port, a neighbour), so one
+created lazily for a neighbour goes when its last user does.  Entries two neighbours share
+(the same MAC in one VNI) stay until neither holds them.
+
+``sweep()`` (AgentState calls it once the first full goal state is applied) removes every
+owned kernel object no apply since start asked for: taps, segments, FDB and neighbour
+entries, and (through the firewall's own ``sweep``) chains and set elements; foreign
+interfaces on the agent's bridges are detached, never deleted.
+
+The firewall and DHCP collaborators are optional (None: not programmed), and described here
+by the Protocols they must satisfy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from alcor.agent.linux.lease import Lease
+from alcor.agent.linux.overlay import (
+    DEFAULT_MTU,
+    FdbKey,
+    NeighKey,
+    Overlay,
+)
+from alcor.agent.linux.workloads import DEFAULT_VETH, LocalPort, Workloads, tap_name
+from alcor.agent.programmer import Configuration
+from alcor.rpc._generated import (
+    common_pb2,
+    dhcp_pb2,
+    neighbor_pb2,
+    port_pb2,
+    securitygroup_pb2,
+    subnet_pb2,
+    vpc_pb2,
+)
+
+log = logging.getLogger(__name__)
+
+CLASSLESS_ROUTES = "classless-static-route"
+"""The subnet's extra DHCP option holding IPv4 host routes ("dst,nexthop,dst,nexthop...")."""
+LEASE_SECONDS = 86400
+
+
+class PortFirewall(Protocol):
+    """Security groups and anti-spoofing for local ports (alcor.agent.linux.firewall)."""
+
+    def set_port(self, port: port_pb2.PortConfiguration, tap: str, vni: int) -> None: ...
+
+    def remove_port(self, port_id: str) -> None: ...
+
+    def set_group(self, group: securitygroup_pb2.SecurityGroupConfiguration) -> None: ...
+
+    def remove_group(self, group_id: str) -> None: ...
+
+    def sweep(self, keep_ports: set[str], keep_groups: set[str]) -> None: ...
+
+
+class DhcpServer(Protocol):
+    """Answers DHCP on a local port's tap with its lease (alcor.agent.linux.dhcp_responder)."""
+
+    def serve(self, interface: str, lease: Lease) -> None: ...
+
+    def forget(self, interface: str) -> None: ...
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Vpc:
+    vni: int
+    mtu: int
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet:
+    vpc_id: str
+    vni: int
+    network: Network
+    gateway: str | None
+    dns: tuple[str, ...]
+    routes: tuple[tuple[str, str], ...]
+    dhcp: bool
+
+
+@dataclass(slots=True)
+class Remote:
+    """The entries one neighbour holds."""
+
+    fdb: dict[FdbKey, str] = field(default_factory=dict)
+    neigh: dict[NeighKey, str] = field(default_factory=dict)
+
+    def vnis(self) -> set[int]:
+        return {key[0] for key in self.fdb} | {key[0] for key in self.neigh}
+
+
+class UnknownResource(RuntimeError):
+    """A resource names another this host has not been given (yet)."""
+
+
+class LinuxProgrammer:
+    """Programs one host network namespace (``netns`` None: the agent's own)."""
+
+    def __init__(self, local_ip: str, firewall: PortFirewall | None = None,
+                 dhcp: DhcpServer | None = None, netns: str | None = None) -> None:
+        self.local_ip = local_ip
+        self.firewall = firewall
+        self.dhcp = dhcp
+        self.overlay = Overlay(local_ip, netns)
+        self.workloads = Workloads(self.overlay, netns, on_attached=self._attached)
+        self.vpcs: dict[str, Vpc] = {}
+        self.subnets: dict[str, Subnet] = {}
+        self.ports: dict[str, LocalPort] = {}
+        self.remotes: dict[str, Remote] = {}
+        self.leases: dict[str, tuple[str, Lease]] = {}
+        """DHCP state id -> (tap, lease)."""
+        self.groups: set[str] = set()
+        self.users: dict[int, set[tuple[int, str]]] = {}
+        """VNI -> the (kind, id) of the resources that need its segment."""
+        self._fdb_holders: dict[FdbKey, set[str]] = {}
+        self._neigh_holders: dict[NeighKey, set[str]] = {}
+        self._lock = threading.Lock()
+        self._appliers: dict[int, Callable[[str, Any], None]] = {
+            common_pb2.VPC: self._apply_vpc, common_pb2.SUBNET: self._apply_subnet,
+            common_pb2.PORT: self._apply_port, common_pb2.NEIGHBOR: self._apply_neighbor,
+            common_pb2.DHCP: self._apply_dhcp, common_pb2.SECURITYGROUP: self._apply_group,
+        }
+        self._deleters: dict[int, Callable[[str], None]] = {
+            common_pb2.VPC: self._delete_vpc, common_pb2.SUBNET: self._delete_subnet,
+            common_pb2.PORT: self._delete_port, common_pb2.NEIGHBOR: self._delete_neighbor,
+            common_pb2.DHCP: self._delete_dhcp, common_pb2.SECURITYGROUP: self._delete_group,
+        }
+
+    def close(self) -> None:
+        self.workloads.close()
+        self.overlay.close()
+
+    # the Programmer protocol
+
+    def apply(self, kind: int, resource_id: str, config: Configuration,
+              previous: Configuration | None) -> None:
+        applier = self._appliers.get(kind)
+        if applier is not None:
+            applier(resource_id, config)
+
+    def delete(self, kind: int, resource_id: str, previous: Configuration) -> None:
+        deleter = self._deleters.get(kind)
+        if deleter is not None:
+            deleter(resource_id)
+
+    # segments
+
+    def _use(self, vni: int, user: tuple[int, str]) -> None:
+        self.overlay.ensure_segment(vni, self._mtu(vni))
+        self.users.setdefault(vni, set()).add(user)
+
+    def _release(self, vni: int, user: tuple[int, str]) -> None:
+        users = self.users.get(vni)
+        if users is None:
+            return
+        users.discard(user)
+        if not users:
+            del self.users[vni]
+            self.overlay.remove_segment(vni)
+
+    def _mtu(self, vni: int) -> int:
+        for vpc in self.vpcs.values():
+            if vpc.vni == vni and vpc.mtu > 0:
+                return vpc.mtu
+        return DEFAULT_MTU
+
+    def _vni_of_vpc(self, vpc_id: str) -> int:
+        vpc = self.vpcs.get(vpc_id)
+        return vpc.vni if vpc is not None else 0
+
+    # VPC
+
+    def _apply_vpc(self, vpc_id: str, config: vpc_pb2.VpcConfiguration) -> None:
+        old = self.vpcs.get(vpc_id)
+        self.vpcs[vpc_id] = Vpc(config.tunnel_id, config.mtu)
+        if config.tunnel_id:
+            self._use(config.tunnel_id, (common_pb2.VPC, vpc_id))
+        if old is not None and old.vni and old.vni != config.tunnel_id:
+            self._release(old.vni, (common_pb2.VPC, vpc_id))
+
+    def _delete_vpc(self, vpc_id: str) -> None:
+        old = self.vpcs.pop(vpc_id, None)
+        if old is not None and old.vni:
+            self._release(old.vni, (common_pb2.VPC, vpc_id))
+
+    # SUBNET
+
+    def _apply_subnet(self, subnet_id: str, config: subnet_pb2.SubnetConfiguration) -> None:
+        old = self.subnets.get(subnet_id)
+        vni = int(config.tunnel_id) or self._vni_of_vpc(config.vpc_id)
+        self.subnets[subnet_id] = Subnet(
+            vpc_id=config.vpc_id, vni=vni,
+            network=ipaddress.ip_network(config.cidr, strict=False),
+            gateway=config.gateway.ip_address or None,
+            dns=tuple(entry.entry for entry in config.dns_entry_list if entry.entry),
+            routes=_host_routes(config), dhcp=config.dhcp_enable)
+        if vni:
+            self._use(vni, (common_pb2.SUBNET, subnet_id))
+        if old is not None and old.vni and old.vni != vni:
+            self._release(old.vni, (common_pb2.SUBNET, subnet_id))
+
+    def _delete_subnet(self, subnet_id: str) -> None:
+        old = self.subnets.pop(subnet_id, None)
+        if old is not None and old.vni:
+            self._release(old.vni, (common_pb2.SUBNET, subnet_id))
+
+    # PORT
+
+    def _apply_port(self, port_id: str, config: port_pb2.PortConfiguration) -> None:
+        local = self._local_port(port_id, config)
+        old = self.ports.get(port_id)
+        self._use(local.vni, (common_pb2.PORT, port_id))
+        tap = self.workloads.plug(local)
+        self.ports[port_id] = local
+        if old is not None and old.vni != local.vni:
+            self._release(old.vni, (common_pb2.PORT, port_id))
+        if self.firewall is not None:
+            self.firewall.set_port(config, tap, local.vni)
+
+    def _local_port(self, port_id: str, config: port_pb2.PortConfiguration) -> LocalPort:
+        subnets = []
+        for fixed in config.fixed_ips:
+            subnet = self.subnets.get(fixed.subnet_id)
+            if subnet is None:
+                raise UnknownResource(
+                    f"port {port_id}: subnet {fixed.subnet_id} is not known on this host")
+            subnets.append((fixed.ip_address, subnet))
+        vni = next((s.vni for _, s in subnets if s.vni), 0) or self._vni_of_vpc(config.vpc_id)
+        if not vni:
+            raise UnknownResource(f"port {port_id}: no VNI (its network {config.vpc_id} and "
+                                  "subnets are not known on this host)")
+        gateways: dict[int, str] = {}
+        routes: tuple[tuple[str, str], ...] = ()
+        for _, subnet in subnets:
+            if subnet.gateway and subnet.network.version not in gateways:
+                gateways[subnet.network.version] = subnet.gateway
+                routes = routes or subnet.routes
+        return LocalPort(
+            port_id=port_id, mac=config.mac_address.lower(), vni=vni, mtu=self._mtu(vni),
+            up=config.admin_state_up, network_ns=config.network_ns,
+            veth_name=config.veth_name or DEFAULT_VETH,
+            addresses=tuple((ip, s.network.prefixlen) for ip, s in subnets),
+            gateways=tuple(gateways[v] for v in sorted(gateways)), routes=routes)
+
+    def _delete_port(self, port_id: str) -> None:
+        if self.firewall is not None:
+            self.firewall.remove_port(port_id)
+        self.workloads.unplug(port_id)
+        old = self.ports.pop(port_id, None)
+        if old is not None:
+            self._release(old.vni, (common_pb2.PORT, port_id))
+
+    # NEIGHBOR
+
+    def _apply_neighbor(self, neighbor_id: str,
+                        config: neighbor_pb2.NeighborConfiguration) -> None:
+        new = self._remote(neighbor_id, config)
+        old = self.remotes.get(neighbor_id, Remote())
+        for vni in new.vnis() - old.vnis():
+            self._use(vni, (common_pb2.NEIGHBOR, neighbor_id))
+        drop_fdb = self._unhold(self._fdb_holders, old.fdb.keys() - new.fdb.keys(), neighbor_id)
+        drop_neigh = self._unhold(self._neigh_holders, old.neigh.keys() - new.neigh.keys(),
+                                  neighbor_id)
+        for key in new.fdb:
+            self._fdb_holders.setdefault(key, set()).add(neighbor_id)
+        for key in new.neigh:
+            self._neigh_holders.setdefault(key, set()).add(neighbor_id)
+        self.remotes[neighbor_id] = new
+        self.overlay.update(new.fdb, new.neigh, drop_fdb, drop_neigh)
+        for vni in old.vnis() - new.vnis():
+            self._release(vni, (common_pb2.NEIGHBOR, neighbor_id))
+
+    def _remote(self, neighbor_id: str, config: neighbor_pb2.NeighborConfiguration) -> Remote:
+        remote = Remote()
+        vtep = config.host_ip_address
+        if not vtep or vtep == self.local_ip:
+            return remote
+        mac = config.mac_address.lower()
+        first = 0
+        for fixed in config.fixed_ips:
+            vni = self._vni_of_fixed(fixed, config.vpc_id)
+            if not vni:
+                raise UnknownResource(f"neighbour {neighbor_id}: no VNI for {fixed.ip_address}")
+            first = first or vni
+            remote.fdb[(vni, mac)] = vtep
+            remote.neigh[(vni, str(ipaddress.ip_address(fixed.ip_address)))] = mac
+        first = first or self._vni_of_vpc(config.vpc_id)
+        for pair in config.allow_address_pairs:
+            if not first:
+                break
+            pair_mac = (pair.mac_address or mac).lower()
+            remote.fdb[(first, pair_mac)] = vtep
+            network = ipaddress.ip_network(pair.ip_address, strict=False)
+            if network.num_addresses == 1:
+                remote.neigh[(first, str(network.network_address))] = pair_mac
+        return remote
+
+    def _vni_of_fixed(self, fixed: neighbor_pb2.NeighborConfiguration.FixedIp,
+                      vpc_id: str) -> int:
+        if fixed.tunnel_id:
+            return int(fixed.tunnel_id)
+        subnet = self.subnets.get(fixed.subnet_id)
+        return subnet.vni if subnet is not None and subnet.vni else self._vni_of_vpc(vpc_id)
+
+    @staticmethod
+    def _unhold(holders: dict[Any, set[str]], keys: Any, neighbor_id: str) -> list[Any]:
+        """Release ``keys`` held by ``neighbor_id``; returns those nobody holds any more."""
+        free = []
+        for key in keys:
+            held = holders.get(key)
+            if held is None:
+                continue
+            held.discard(neighbor_id)
+            if not held:
+                del holders[key]
+                free.append(key)
+        return free
+
+    def _delete_neighbor(self, neighbor_id: str) -> None:
+        old = self.remotes.pop(neighbor_id, None)
+        if old is None:
+            return
+        drop_fdb = self._unhold(self._fdb_holders, old.fdb.keys(), neighbor_id)
+        drop_neigh = self._unhold(self._neigh_holders, old.neigh.keys(), neighbor_id)
+        self.overlay.update({}, {}, drop_fdb, drop_neigh)
+        for vni in old.vnis():
+            self._release(vni, (common_pb2.NEIGHBOR, neighbor_id))
+
+    # DHCP
+
+    def _apply_dhcp(self, dhcp_id: str, config: dhcp_pb2.DHCPConfiguration) -> None:
+        port_id = dhcp_id.split("/", 1)[0]
+        subnet = self.subnets.get(config.subnet_id)
+        if subnet is None:
+            raise UnknownResource(f"DHCP {dhcp_id}: subnet {config.subnet_id} is not known")
+        tap = tap_name(port_id)
+        if not (subnet.dhcp and config.ipv4_address and subnet.network.version == 4):
+            self._delete_dhcp(dhcp_id)
+            return
+        port = self.ports.get(port_id)
+        lease = Lease(
+            mac=config.mac_address.lower(), ip=config.ipv4_address,
+            prefixlen=subnet.network.prefixlen, gateway=subnet.gateway, dns=subnet.dns,
+            mtu=port.mtu if port is not None else self._mtu(subnet.vni), routes=subnet.routes,
+            hostname=config.port_host_name, server_ip=server_address(subnet),
+            lease_seconds=LEASE_SECONDS)
+        with self._lock:
+            self.leases[dhcp_id] = (tap, lease)
+        if self.dhcp is not None:
+            self.dhcp.serve(tap, lease)
+
+    def _delete_dhcp(self, dhcp_id: str) -> None:
+        with self._lock:
+            held = self.leases.pop(dhcp_id, None)
+            other = next((lease for tap, lease in self.leases.values()
+                          if held is not None and tap == held[0]), None)
+        if held is None or self.dhcp is None:
+            return
+        if other is not None:
+            self.dhcp.serve(held[0], other)
+        else:
+            self.dhcp.forget(held[0])
+
+    def _attached(self, port: LocalPort) -> None:
+        """A Nova tap (re)appeared: its DHCP binding is served on the new interface."""
+        with self._lock:
+            leases = [lease for tap, lease in self.leases.values() if tap == port.tap]
+        if self.dhcp is not None and leases:
+            self.dhcp.serve(port.tap, leases[0])
+
+    # SECURITYGROUP
+
+    def _apply_group(self, group_id: str,
+                     config: securitygroup_pb2.SecurityGroupConfiguration) -> None:
+        self.groups.add(group_id)
+        if self.firewall is not None:
+            self.firewall.set_group(config)
+
+    def _delete_group(self, group_id: str) -> None:
+        self.groups.discard(group_id)
+        if self.firewall is not None:
+            self.firewall.remove_group(group_id)
+
+    # convergence
+
+    def sweep(self) -> None:
+        """Remove owned kernel objects that no apply since start asked for."""
+        removed = self.workloads.sweep(set(self.ports))
+        removed += self.overlay.sweep(set(self.users), set(self._fdb_holders),
+                                      set(self._neigh_holders))
+        if self.firewall is not None:
+            self.firewall.sweep(set(self.ports), set(self.groups))
+        log.info("sweep removed %d stale devices and entries", removed)
+
+
+def _host_routes(config: subnet_pb2.SubnetConfiguration) -> tuple[tuple[str, str], ...]:
+    """The subnet's IPv4 host routes from its "classless-static-route" option."""
+    for option in config.extra_dhcp_options:
+        if option.name == CLASSLESS_ROUTES and option.value:
+            parts = [p.strip() for p in option.value.split(",")]
+            return tuple(zip(parts[0::2], parts[1::2], strict=False))
+    return ()
+
+
+def server_address(subnet: Subnet) -> str:
+    """The DHCP server identifier: the subnet's gateway; without one, the subnet's last
+    usable address (Neutron's allocation pools stop before it only by convention, so a port
+    could hold it: a subnet with DHCP and no gateway should keep it out of its pools)."""
+    if subnet.gateway:
+        return subnet.gateway
+    network = subnet.network
+    return str(network.broadcast_address - 1) if network.num_addresses > 2 \
+        else str(network.network_address)
