@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test lint typecheck check bench demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.w1_api
 	$(BIN)/python -m bench.w3_compile
 	$(BIN)/python -m bench.w2_fanout
+
+## demo: (as root: sudo make demo) two simulated hosts, two VMs through the API, a ping; cleans up
+demo: $(STAMP)
+	@test "$$(id -u)" = 0 || { echo "make demo needs root (network namespaces): sudo make demo"; exit 1; }
+	command -v ping >/dev/null && command -v nft >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq iputils-ping nftables >/dev/null)
+	$(BIN)/alcor demo
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -69,9 +69,13 @@ def build_programmer(options: AgentOptions) -> Programmer:
         return RecordingProgrammer()
     if options.dataplane != "linux":
         raise ValueError(f"unknown data plane {options.dataplane!r} (one of {DATAPLANES})")
+    from alcor.agent.linux.dhcp_responder import DhcpResponder
+    from alcor.agent.linux.firewall import Firewall
     from alcor.agent.linux.programmer import LinuxProgrammer
 
-    return LinuxProgrammer(options.local_ip)
+    dhcp = DhcpResponder()
+    dhcp.start()
+    return LinuxProgrammer(options.local_ip, firewall=Firewall(), dhcp=dhcp)
 
 
 async def run(options: AgentOptions, programmer: Programmer | None = None) -> int:

@@ -74,6 +74,12 @@ def _agent(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run(options))
 
 
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from alcor.lab.demo import main as demo
+
+    return demo()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alcor", description=__doc__)
     parser.add_argument("--version", action="version", version=f"alcor {__version__}")
@@ -114,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="linux (default): program this network namespace's bridges, "
                        "VXLAN, workloads, firewall and DHCP; recording: keep it in memory")
     agent.set_defaults(func=_agent)
+    demo = sub.add_parser("demo", help="as root: two simulated hosts, a network, two VMs and "
+                          "a ping between them, explained step by step; then clean up")
+    demo.set_defaults(func=_demo)
     return parser
 
 

@@ -10,7 +10,12 @@ resource kind to the Linux helpers.
   neighbour entry; allowed address pairs likewise.  A neighbour on this host (its
   ``host_ip_address`` is the local IP) programs nothing: its port is local.
 - DHCP: a ``Lease`` for the port's tap, handed to the DHCP responder.
-- SECURITYGROUP: handed to the firewall.
+- SECURITYGROUP: handed to the firewall, with ``member_ips`` filled in here: a group's members
+  are the local ports and the neighbours whose configurations name it (their fixed IPs and
+  allowed address pairs), which are all the ports whose packets reach this host with their
+  own addresses.  Membership changes are collected during a goal state and handed over once
+  at its end (``flush``), for the groups the firewall needs: those held, and those their
+  rules name as remote group (given as a rule-less configuration).
 - ROUTER, GATEWAY: not programmed by this driver (accepted, nothing done).
 
 A segment lives while anything uses its VNI (the VPC, a subnet, a port, a neighbour), so one
@@ -31,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -78,7 +83,7 @@ class PortFirewall(Protocol):
 class DhcpServer(Protocol):
     """Answers DHCP on a local port's tap with its lease (alcor.agent.linux.dhcp_responder)."""
 
-    def serve(self, interface: str, lease: Lease) -> None: ...
+    def serve(self, interface: str, lease: Lease) -> object: ...
 
     def forget(self, interface: str) -> None: ...
 
@@ -135,6 +140,12 @@ class LinuxProgrammer:
         self.leases: dict[str, tuple[str, Lease]] = {}
         """DHCP state id -> (tap, lease)."""
         self.groups: set[str] = set()
+        self.group_configs: dict[str, securitygroup_pb2.SecurityGroupConfiguration] = {}
+        self.members: dict[str, dict[str, tuple[str, ...]]] = {}
+        """Group id -> member (port or neighbour id) -> its addresses."""
+        self._member_of: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._dirty_groups: set[str] = set()
+        self._firewall_groups: set[str] = set()
         self.users: dict[int, set[tuple[int, str]]] = {}
         """VNI -> the (kind, id) of the resources that need its segment."""
         self._fdb_holders: dict[FdbKey, set[str]] = {}
@@ -154,6 +165,9 @@ class LinuxProgrammer:
     def close(self) -> None:
         self.workloads.close()
         self.overlay.close()
+        stop = getattr(self.dhcp, "stop", None)
+        if stop is not None:
+            stop()
 
     # the Programmer protocol
 
@@ -241,6 +255,9 @@ class LinuxProgrammer:
             self._release(old.vni, (common_pb2.PORT, port_id))
         if self.firewall is not None:
             self.firewall.set_port(config, tap, local.vni)
+        self._membership(port_id, [g.id for g in config.security_group_ids],
+                         [f.ip_address for f in config.fixed_ips],
+                         [p.ip_address for p in config.allow_address_pairs])
 
     def _local_port(self, port_id: str, config: port_pb2.PortConfiguration) -> LocalPort:
         subnets = []
@@ -268,6 +285,7 @@ class LinuxProgrammer:
             gateways=tuple(gateways[v] for v in sorted(gateways)), routes=routes)
 
     def _delete_port(self, port_id: str) -> None:
+        self._membership(port_id, (), (), ())
         if self.firewall is not None:
             self.firewall.remove_port(port_id)
         self.workloads.unplug(port_id)
@@ -292,6 +310,9 @@ class LinuxProgrammer:
             self._neigh_holders.setdefault(key, set()).add(neighbor_id)
         self.remotes[neighbor_id] = new
         self.overlay.update(new.fdb, new.neigh, drop_fdb, drop_neigh)
+        self._membership(neighbor_id, config.security_group_ids,
+                         [f.ip_address for f in config.fixed_ips],
+                         [p.ip_address for p in config.allow_address_pairs])
         for vni in old.vnis() - new.vnis():
             self._release(vni, (common_pb2.NEIGHBOR, neighbor_id))
 
@@ -342,6 +363,7 @@ class LinuxProgrammer:
         return free
 
     def _delete_neighbor(self, neighbor_id: str) -> None:
+        self._membership(neighbor_id, (), (), ())
         old = self.remotes.pop(neighbor_id, None)
         if old is None:
             return
@@ -398,13 +420,59 @@ class LinuxProgrammer:
     def _apply_group(self, group_id: str,
                      config: securitygroup_pb2.SecurityGroupConfiguration) -> None:
         self.groups.add(group_id)
-        if self.firewall is not None:
-            self.firewall.set_group(config)
+        old = self.group_configs.get(group_id)
+        self.group_configs[group_id] = config
+        self._dirty_groups |= {group_id, *_remote_groups(config)}
+        if old is not None:
+            self._dirty_groups |= _remote_groups(old)
 
     def _delete_group(self, group_id: str) -> None:
         self.groups.discard(group_id)
-        if self.firewall is not None:
-            self.firewall.remove_group(group_id)
+        old = self.group_configs.pop(group_id, None)
+        self._dirty_groups.add(group_id)
+        if old is not None:
+            self._dirty_groups |= _remote_groups(old)
+
+    def _membership(self, member: str, groups: Iterable[str], ips: Iterable[str],
+                    pairs: Iterable[str]) -> None:
+        """Record the groups a port or neighbour is in and its addresses."""
+        now = (tuple(sorted(groups)), tuple(sorted({*ips, *pairs})))
+        before = self._member_of.get(member, ((), ()))
+        if now == before:
+            return
+        for group_id in before[0]:
+            self.members.get(group_id, {}).pop(member, None)
+        for group_id in now[0]:
+            self.members.setdefault(group_id, {})[member] = now[1]
+        self._dirty_groups |= {*before[0], *now[0]}
+        if now[0]:
+            self._member_of[member] = now
+        else:
+            self._member_of.pop(member, None)
+
+    def flush(self) -> None:
+        """Hand the firewall the groups whose rules or members changed in this goal state."""
+        dirty, self._dirty_groups = self._dirty_groups, set()
+        if self.firewall is None or not dirty:
+            return
+        referenced = {g for c in self.group_configs.values() for g in _remote_groups(c)}
+        for group_id in sorted(dirty):
+            config = self.group_configs.get(group_id)
+            if config is None and group_id not in referenced:
+                if group_id in self._firewall_groups:
+                    self.firewall.remove_group(group_id)
+                    self._firewall_groups.discard(group_id)
+                continue
+            given = securitygroup_pb2.SecurityGroupConfiguration()
+            if config is not None:
+                given.CopyFrom(config)
+            else:
+                given.id = group_id
+            del given.member_ips[:]
+            given.member_ips.extend(sorted({ip for ips in self.members.get(group_id, {}).values()
+                                            for ip in ips}))
+            self.firewall.set_group(given)
+            self._firewall_groups.add(group_id)
 
     # convergence
 
@@ -414,7 +482,7 @@ class LinuxProgrammer:
         removed += self.overlay.sweep(set(self.users), set(self._fdb_holders),
                                       set(self._neigh_holders))
         if self.firewall is not None:
-            self.firewall.sweep(set(self.ports), set(self.groups))
+            self.firewall.sweep(set(self.ports), set(self._firewall_groups))
         log.info("sweep removed %d stale devices and entries", removed)
 
 
@@ -425,6 +493,10 @@ def _host_routes(config: subnet_pb2.SubnetConfiguration) -> tuple[tuple[str, str
             parts = [p.strip() for p in option.value.split(",")]
             return tuple(zip(parts[0::2], parts[1::2], strict=False))
     return ()
+
+
+def _remote_groups(config: securitygroup_pb2.SecurityGroupConfiguration) -> set[str]:
+    return {r.remote_group_id for r in config.security_group_rules if r.remote_group_id}
 
 
 def server_address(subnet: Subnet) -> str:
