@@ -3,6 +3,7 @@ client that drives the ASGI app in-process.  Markers come from the test's direct
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if layer is None:
             raise pytest.UsageError(f"{item.nodeid} is not under tests/{{{','.join(LAYERS)}}}/")
         item.add_marker(getattr(pytest.mark, layer))
+
+
+ROOT_LAYERS = ("linux", "fullstack")
+"""Layers that make network namespaces, links and nftables rules: they need root (CI runs as
+root) and fail, never skip, without it."""
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    layer = next((m.name for m in item.iter_markers() if m.name in ROOT_LAYERS), None)
+    if layer is not None and os.geteuid() != 0:
+        pytest.fail(f"tests/{layer} need root (network namespaces, veth, VXLAN, nftables); "
+                    "CI runs them as root", pytrace=False)
 
 
 @pytest.fixture

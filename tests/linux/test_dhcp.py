@@ -22,11 +22,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from pyroute2 import netns
 
 from alcor.agent.linux import dhcp_packet as dp
 from alcor.agent.linux.dhcp_responder import DhcpResponder
 from alcor.agent.linux.lease import Lease
+from alcor.agent.linux.overlay import entered
 
 CLIENT_SCRIPT = r"""#!/bin/sh
 # udhcpc hook for the test: record what the client was told, configure only eth0 in this
@@ -117,14 +117,8 @@ def parse_events(text: str) -> list[dict[str, str]]:
     return events
 
 
-def require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("tests/linux needs root (network namespaces, AF_PACKET); CI runs as root")
-
-
 @pytest.fixture
 def topology(tmp_path: Path) -> Iterator[Topology]:
-    require_root()
     prefix = f"alt-dh-{secrets.token_hex(3)}"
     script = tmp_path / "hook.sh"
     script.write_text(CLIENT_SCRIPT)
@@ -145,11 +139,8 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
 def responder(topology: Topology) -> Iterator[DhcpResponder]:
     """A responder whose thread (and so every socket it opens) lives in the host netns."""
     dhcp = DhcpResponder(retry_interval=0.1)
-    netns.pushns(topology.host)
-    try:
+    with entered(topology.host):
         dhcp.start()
-    finally:
-        netns.popns()
     try:
         yield dhcp
     finally:
@@ -243,12 +234,9 @@ def test_unknown_mac_gets_nothing_and_forget_stops_answers(
 
 def sniffer(topology: Topology, tap: str) -> socket.socket:
     """A packet socket in the host netns seeing every frame the workload sends on ``tap``."""
-    netns.pushns(topology.host)
-    try:
+    with entered(topology.host):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
         sock.bind((tap, 0))
-    finally:
-        netns.popns()
     sock.setblocking(False)
     return sock
 
@@ -394,10 +382,7 @@ def test_stop_closes_everything_and_start_reopens(
     assert not responder.listening(tap)
     code, _, events = topology.obtain(ns, "-t", "2")
     assert (code, events) == (1, [])
-    netns.pushns(topology.host)
-    try:
+    with entered(topology.host):
         responder.start()  # leases survive a stop; sockets are opened again
-    finally:
-        netns.popns()
     assert responder.listening(tap)
     assert topology.obtain(ns)[0] == 0
