@@ -88,7 +88,7 @@ def claim_txn(
     plan = status.plan_claim(txn, rows, placement, now)
     dirty = affected | plan.hosts
     epoch = hosts.mark_dirty(txn, dirty)
-    split = port_changes(txn, changes) if placement is affected_hosts else None
+    split = port_changes(txn, changes)
     claim = Claim(len(rows), dirty, epoch,
                   None if split is None else split[0] | set(plan.own.values()),
                   set() if split is None else split[1], gone=plan.gone, nodes_gone={

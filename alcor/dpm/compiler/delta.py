@@ -15,7 +15,8 @@ host's own ports otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import functools
+from collections.abc import Callable, Collection, Mapping
 from operator import itemgetter
 from typing import Any
 
@@ -40,15 +41,13 @@ def _own_subnets(txn: Transaction, keys: list[str]) -> set[str]:
 
 
 def _is_neighbour(txn: Transaction, row: Mapping[str, Any], keys: list[str],
-                  shared: SharedReads, own: dict[str, set[str]]) -> bool:
+                  shared: SharedReads, own_subnets: Callable[[], set[str]]) -> bool:
     if not row["binding_host_id"] or row["binding_host_id"] in keys or not row["fixed_ips"]:
         return False
     using = shared.hosts_using(txn, row["network_id"])
     if using is not None:
         return any(key in using for key in keys)
-    if "subnets" not in own:
-        own["subnets"] = _own_subnets(txn, keys)
-    return any(ip["subnet_id"] in own["subnets"] for ip in row["fixed_ips"])
+    return any(ip["subnet_id"] in own_subnets() for ip in row["fixed_ips"])
 
 
 def compile_delta(txn: Transaction, node: Mapping[str, Any], port_ids: Collection[str],
@@ -60,8 +59,9 @@ def compile_delta(txn: Transaction, node: Mapping[str, Any], port_ids: Collectio
     shared = shared or SharedReads()
     keys = host_keys(node)
     rows = shared.port_rows(txn, port_ids)
-    own: dict[str, set[str]] = {}
-    candidates = [row for row in rows.values() if _is_neighbour(txn, row, keys, shared, own)]
+    own_subnets = functools.cache(lambda: _own_subnets(txn, keys))  # read only if needed
+    candidates = [row for row in rows.values()
+                  if _is_neighbour(txn, row, keys, shared, own_subnets)]
     resolved = shared.resolve(txn, {row["binding_host_id"] for row in candidates})
     hosts = {name: address for name, (node_id, address) in resolved.items()
              if node_id != node["node_id"]}

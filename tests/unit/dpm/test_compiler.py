@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from alcor.dpm.compiler import compile_host, compile_hosts, goal_state
+from alcor.dpm.compiler.delta import compile_delta
 from alcor.dpm.compiler.neighbors import NeighbourCache
 from alcor.dpm.compiler.subnets import gateway_mac
 from alcor.dpm.placement import affected_hosts
@@ -325,3 +326,26 @@ def test_neighbour_entries_carry_their_ports_security_groups(world: World) -> No
     assert list(entry.security_group_ids) == [web["id"]]
     assert list(b.neighbor_states["L2/" + ports["a1"]["id"]].configuration
                 .security_group_ids) == [default_id]
+
+
+def test_a_delta_carries_neighbours_by_the_subnets_the_host_uses(world: World) -> None:
+    world.node("node-a", "host-a", "192.0.2.1", MAC_A)
+    world.node("node-b", "host-b", "192.0.2.2", MAC_B)
+    net = world.network("two-subnets", 3003)
+    used = world.subnet(net, "used", "10.3.0.0/24")
+    other = world.subnet(net, "other", "10.3.1.0/24")
+    world.port(net, "a1", "host-a", "fa:16:3e:00:03:01",
+               [{"subnet_id": used["id"], "ip_address": "10.3.0.5"}])
+    near = world.port(net, "b1", "host-b", "fa:16:3e:00:03:02",
+                      [{"subnet_id": used["id"], "ip_address": "10.3.0.6"}])
+    far = world.port(net, "b2", "host-b", "fa:16:3e:00:03:03",
+                     [{"subnet_id": other["id"], "ip_address": "10.3.1.6"}])
+    node = world.node_row("node-a")
+    delta = goalstate_pb2.GoalStateV2.FromString(
+        world.read(compile_delta, node, [near["id"], far["id"]], NeighbourCache()))
+    ops = {key: state.operation_type for key, state in delta.neighbor_states.items()}
+    assert ops == {f"L2/{near['id']}": common_pb2.CREATE, f"L2/{far['id']}": common_pb2.DELETE}
+    full = compiled(world, "node-a")
+    assert delta.neighbor_states[f"L2/{near['id']}"] == full.neighbor_states[f"L2/{near['id']}"]
+    listed = {r.id for r in delta.host_resources["192.0.2.1"].resources}
+    assert listed == set(ops)
