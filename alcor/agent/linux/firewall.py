@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,11 +160,14 @@ class Firewall:
             for vni in stale_zones:
                 del self._view.zones[vni]
 
-    def set_group(self, group: securitygroup_pb2.SecurityGroupConfiguration) -> None:
+    def set_group(self, group: securitygroup_pb2.SecurityGroupConfiguration,
+                  members: Collection[str] = ()) -> None:
+        """(Re)write a group's rules and its remote-address sets (``members``: the addresses
+        of its members, which rules elsewhere naming it as remote group match)."""
         gid = fr.checked_id(group.id)
         with self._lock:
             self._load()
-            lines = fr.group_script(group)
+            lines = fr.group_script(group, members)
             if gid not in self._view.groups:
                 lines += self._rerender_ports({gid}, self._view.groups | {gid})
             self._apply(lines)

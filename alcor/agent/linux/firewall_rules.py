@@ -23,7 +23,7 @@ Layout (the agent owns ``table bridge alcor`` and ``table inet alcor``, nothing 
   allows DHCP and the IPv6 ND/MLD a port needs (before ``ct state invalid drop``, since
   conntrack calls ND invalid), jumps to ``sg_<group>_ingress`` / ``sg_<group>_egress`` of
   each of its groups (whose rules ``accept``) and ends in ``drop``.  Remote groups are the
-  interval sets ``rg4_<group>`` / ``rg6_<group>`` filled from the group's ``member_ips``.
+  interval sets ``rg4_<group>`` / ``rg6_<group>`` filled with the group's members' addresses.
 
 A port without port security has no chain and no map entry (only its bridge's zone): nothing
 filters it.  A port's groups that the host does not know yet are left out of its chains (so
@@ -325,13 +325,13 @@ def sets_script(group_id: str) -> list[str]:
             f"{{ type ipv{v}_addr; flags interval; }}" for v in (4, 6)]
 
 
-def members_script(group: GroupConfig) -> list[str]:
-    """Replace a group's remote-address sets' elements with its member_ips."""
-    lines = sets_script(group.id)
+def members_script(group_id: str, members: Collection[str]) -> list[str]:
+    """Replace a group's remote-address sets' elements with its members' addresses."""
+    lines = sets_script(group_id)
     for version in (4, 6):
-        name = f"inet {TABLE} {remote_set(group.id, version)}"
+        name = f"inet {TABLE} {remote_set(group_id, version)}"
         lines.append(f"flush set {name}")
-        nets = member_networks(group.member_ips, version)
+        nets = member_networks(members, version)
         if nets:
             lines.append(f"add element {name} {{ {', '.join(map(str, nets))} }}")
     return lines
@@ -345,10 +345,11 @@ def sets_flush(group_id: str) -> list[str]:
     return [f"flush set inet {TABLE} {remote_set(group_id, v)}" for v in (4, 6)]
 
 
-def group_script(group: GroupConfig) -> list[str]:
-    """A group's two rule chains (rewritten whole), its sets and the sets it refers to."""
+def group_script(group: GroupConfig, members: Collection[str] = ()) -> list[str]:
+    """A group's two rule chains (rewritten whole), its sets (holding ``members``, its
+    members' addresses) and the sets it refers to."""
     lines = [line for g in remote_groups(group) if g != group.id for line in sets_script(g)]
-    lines += members_script(group)
+    lines += members_script(group.id, members)
     for direction, wanted in (("ingress", GroupConfig.INGRESS), ("egress", GroupConfig.EGRESS)):
         rules = [r for r in group.security_group_rules if r.direction == wanted]
         lines += _chain("inet", group_chain(group.id, direction),

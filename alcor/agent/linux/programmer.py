@@ -10,7 +10,7 @@ resource kind to the Linux helpers.
   neighbour entry; allowed address pairs likewise.  A neighbour on this host (its
   ``host_ip_address`` is the local IP) programs nothing: its port is local.
 - DHCP: a ``Lease`` for the port's tap, handed to the DHCP responder.
-- SECURITYGROUP: handed to the firewall, with ``member_ips`` filled in here: a group's members
+- SECURITYGROUP: handed to the firewall, with its members' addresses: a group's members
   are the local ports and the neighbours whose configurations name it (their fixed IPs and
   allowed address pairs), which are all the ports whose packets reach this host with their
   own addresses.  Membership changes are collected during a goal state and handed over once
@@ -36,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -73,7 +73,8 @@ class PortFirewall(Protocol):
 
     def remove_port(self, port_id: str) -> None: ...
 
-    def set_group(self, group: securitygroup_pb2.SecurityGroupConfiguration) -> None: ...
+    def set_group(self, group: securitygroup_pb2.SecurityGroupConfiguration,
+                  members: Collection[str] = ()) -> None: ...
 
     def remove_group(self, group_id: str) -> None: ...
 
@@ -463,15 +464,9 @@ class LinuxProgrammer:
                     self.firewall.remove_group(group_id)
                     self._firewall_groups.discard(group_id)
                 continue
-            given = securitygroup_pb2.SecurityGroupConfiguration()
-            if config is not None:
-                given.CopyFrom(config)
-            else:
-                given.id = group_id
-            del given.member_ips[:]
-            given.member_ips.extend(sorted({ip for ips in self.members.get(group_id, {}).values()
-                                            for ip in ips}))
-            self.firewall.set_group(given)
+            given = config or securitygroup_pb2.SecurityGroupConfiguration(id=group_id)
+            members = {ip for ips in self.members.get(group_id, {}).values() for ip in ips}
+            self.firewall.set_group(given, sorted(members))
             self._firewall_groups.add(group_id)
 
     # convergence

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13securitygroup.proto\x12\x0c\x61lcor.schema\x1a\x0c\x63ommon.proto\"\xe8\x05\n\x1aSecurityGroupConfiguration\x12\x17\n\x0frevision_number\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12-\n\x0bupdate_type\x18\x04 \x01(\x0e\x32\x18.alcor.schema.UpdateType\x12\x0e\n\x06vpc_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12X\n\x14security_group_rules\x18\x07 \x03(\x0b\x32:.alcor.schema.SecurityGroupConfiguration.SecurityGroupRule\x12\x12\n\nmember_ips\x18\x64 \x03(\t\x1a\xaf\x03\n\x11SecurityGroupRule\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12\x19\n\x11security_group_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x45\n\tdirection\x18\x04 \x01(\x0e\x32\x32.alcor.schema.SecurityGroupConfiguration.Direction\x12*\n\tethertype\x18\x05 \x01(\x0e\x32\x17.alcor.schema.EtherType\x12(\n\x08protocol\x18\x06 \x01(\x0e\x32\x16.alcor.schema.Protocol\x12\x16\n\x0eport_range_min\x18\x07 \x01(\r\x12\x16\n\x0eport_range_max\x18\x08 \x01(\r\x12\x18\n\x10remote_ip_prefix\x18\t \x01(\t\x12\x17\n\x0fremote_group_id\x18\n \x01(\t\x12\x18\n\x0bip_protocol\x18\x64 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x0c\x61ny_protocol\x18\x65 \x01(\x08\x42\x0e\n\x0c_ip_protocol\"$\n\tDirection\x12\n\n\x06\x45GRESS\x10\x00\x12\x0b\n\x07INGRESS\x10\x01\"\x8a\x01\n\x12SecurityGroupState\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12?\n\rconfiguration\x18\x02 \x01(\x0b\x32(.alcor.schema.SecurityGroupConfigurationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13securitygroup.proto\x12\x0c\x61lcor.schema\x1a\x0c\x63ommon.proto\"\xd4\x05\n\x1aSecurityGroupConfiguration\x12\x17\n\x0frevision_number\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12-\n\x0bupdate_type\x18\x04 \x01(\x0e\x32\x18.alcor.schema.UpdateType\x12\x0e\n\x06vpc_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12X\n\x14security_group_rules\x18\x07 \x03(\x0b\x32:.alcor.schema.SecurityGroupConfiguration.SecurityGroupRule\x1a\xaf\x03\n\x11SecurityGroupRule\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12\x19\n\x11security_group_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x45\n\tdirection\x18\x04 \x01(\x0e\x32\x32.alcor.schema.SecurityGroupConfiguration.Direction\x12*\n\tethertype\x18\x05 \x01(\x0e\x32\x17.alcor.schema.EtherType\x12(\n\x08protocol\x18\x06 \x01(\x0e\x32\x16.alcor.schema.Protocol\x12\x16\n\x0eport_range_min\x18\x07 \x01(\r\x12\x16\n\x0eport_range_max\x18\x08 \x01(\r\x12\x18\n\x10remote_ip_prefix\x18\t \x01(\t\x12\x17\n\x0fremote_group_id\x18\n \x01(\t\x12\x18\n\x0bip_protocol\x18\x64 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x0c\x61ny_protocol\x18\x65 \x01(\x08\x42\x0e\n\x0c_ip_protocol\"$\n\tDirection\x12\n\n\x06\x45GRESS\x10\x00\x12\x0b\n\x07INGRESS\x10\x01\"\x8a\x01\n\x12SecurityGroupState\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12?\n\rconfiguration\x18\x02 \x01(\x0b\x32(.alcor.schema.SecurityGroupConfigurationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'securitygroup_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SECURITYGROUPCONFIGURATION']._serialized_start=52
-  _globals['_SECURITYGROUPCONFIGURATION']._serialized_end=796
-  _globals['_SECURITYGROUPCONFIGURATION_SECURITYGROUPRULE']._serialized_start=327
-  _globals['_SECURITYGROUPCONFIGURATION_SECURITYGROUPRULE']._serialized_end=758
-  _globals['_SECURITYGROUPCONFIGURATION_DIRECTION']._serialized_start=760
-  _globals['_SECURITYGROUPCONFIGURATION_DIRECTION']._serialized_end=796
-  _globals['_SECURITYGROUPSTATE']._serialized_start=799
-  _globals['_SECURITYGROUPSTATE']._serialized_end=937
+  _globals['_SECURITYGROUPCONFIGURATION']._serialized_end=776
+  _globals['_SECURITYGROUPCONFIGURATION_SECURITYGROUPRULE']._serialized_start=307
+  _globals['_SECURITYGROUPCONFIGURATION_SECURITYGROUPRULE']._serialized_end=738
+  _globals['_SECURITYGROUPCONFIGURATION_DIRECTION']._serialized_start=740
+  _globals['_SECURITYGROUPCONFIGURATION_DIRECTION']._serialized_end=776
+  _globals['_SECURITYGROUPSTATE']._serialized_start=779
+  _globals['_SECURITYGROUPSTATE']._serialized_end=917
 # @@protoc_insertion_point(module_scope)

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SecurityGroupConfiguration(_message.Message):
-    __slots__ = ("revision_number", "request_id", "id", "update_type", "vpc_id", "name", "security_group_rules", "member_ips")
+    __slots__ = ("revision_number", "request_id", "id", "update_type", "vpc_id", "name", "security_group_rules")
     class Direction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         EGRESS: _ClassVar[SecurityGroupConfiguration.Direction]
@@ -51,7 +51,6 @@ class SecurityGroupConfiguration(_message.Message):
     VPC_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SECURITY_GROUP_RULES_FIELD_NUMBER: _ClassVar[int]
-    MEMBER_IPS_FIELD_NUMBER: _ClassVar[int]
     revision_number: int
     request_id: str
     id: str
@@ -59,8 +58,7 @@ class SecurityGroupConfiguration(_message.Message):
     vpc_id: str
     name: str
     security_group_rules: _containers.RepeatedCompositeFieldContainer[SecurityGroupConfiguration.SecurityGroupRule]
-    member_ips: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., vpc_id: _Optional[str] = ..., name: _Optional[str] = ..., security_group_rules: _Optional[_Iterable[_Union[SecurityGroupConfiguration.SecurityGroupRule, _Mapping]]] = ..., member_ips: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., vpc_id: _Optional[str] = ..., name: _Optional[str] = ..., security_group_rules: _Optional[_Iterable[_Union[SecurityGroupConfiguration.SecurityGroupRule, _Mapping]]] = ...) -> None: ...
 
 class SecurityGroupState(_message.Message):
     __slots__ = ("operation_type", "configuration")
