@@ -26,7 +26,7 @@ import pytest
 from alcor.agent.linux import dhcp_packet as dp
 from alcor.agent.linux.dhcp_responder import DhcpResponder
 from alcor.agent.linux.lease import Lease
-from alcor.agent.linux.overlay import entered
+from alcor.agent.linux.namespaces import entered
 
 CLIENT_SCRIPT = r"""#!/bin/sh
 # udhcpc hook for the test: record what the client was told, configure only eth0 in this

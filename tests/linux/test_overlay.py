@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from alcor.agent.linux.overlay import Overlay, OverlayError, entered
+from alcor.agent.linux.namespaces import entered
+from alcor.agent.linux.overlay import Overlay, OverlayError
 from tests.linux.netns_hosts import Hosts, hosts, ip
 
 pytestmark = pytest.mark.timeout(60)

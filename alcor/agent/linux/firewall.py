@@ -23,7 +23,8 @@ from typing import Any
 import nftables
 
 from alcor.agent.linux import firewall_rules as fr
-from alcor.agent.linux.overlay import BRIDGE_PREFIX, entered
+from alcor.agent.linux.namespaces import entered
+from alcor.agent.linux.overlay import BRIDGE_PREFIX
 from alcor.rpc._generated import port_pb2, securitygroup_pb2
 
 log = logging.getLogger(__name__)

@@ -4,10 +4,8 @@ on its bridge port, ARP/ND proxy on), and the remote ports behind the tunnel as 
 entries (bridge ``master static`` plus VXLAN ``self dst <vtep>``) and permanent neighbour
 entries (IP -> MAC, answered locally by the VXLAN proxy, so nothing floods across the tunnel).
 
-Also owns how the agent reaches a network namespace (``entered``: the calling thread alone
-enters it while it opens sockets, so the agent never forks) and the raw rtnetlink channel
-that writes neighbour-table entries: a remote port's entries go to the kernel in one datagram,
-with no per-entry library overhead (10,000 neighbours must apply in about a second).
+Entries are written through the raw rtnetlink channel (``rtnetlink.py``); namespaces are
+reached through ``namespaces.py``.
 
 Ownership: both devices carry the ifalias ``alcor:vni:<vni>``; every FDB and neighbour entry
 on an ``alcvx*`` device is the agent's.  ``sweep`` removes owned objects nobody asked for.
@@ -18,20 +16,31 @@ re-applying its goal state writes nothing.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
-import ipaddress
 import logging
 import os
 import socket
-import struct
-import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2 import IPRoute
+from alcor.agent.linux.namespaces import (
+    ThreadRoutes,
+    disable_ipv6,
+    link_alias,
+    link_kind,
+)
+from alcor.agent.linux.rtnetlink import (
+    NUD_NOARP,
+    NUD_PERMANENT,
+    RTM_DELNEIGH,
+    NeighEntry,
+    NeighMessage,
+    RawNetlink,
+    fdb_master,
+    fdb_self,
+    neigh,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,33 +54,6 @@ BRIDGE_PREFIX = "alcbr"
 VXLAN_PREFIX = "alcvx"
 MAX_VNI = 0xFFFFFF
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-# rtnetlink constants (linux/rtnetlink.h, linux/neighbour.h)
-NETLINK_ROUTE = 0
-RTM_NEWNEIGH = 28
-RTM_DELNEIGH = 29
-RTM_GETNEIGH = 30
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_DUMP = 0x300
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_REPLACE = 0x100
-NLM_F_CREATE = 0x400
-NDA_DST = 1
-NDA_LLADDR = 2
-NDA_MASTER = 9
-NUD_NOARP = 0x40
-NUD_PERMANENT = 0x80
-NTF_SELF = 0x02
-NTF_MASTER = 0x04
-_PUT = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
-_DEL = NLM_F_REQUEST | NLM_F_ACK
-_BATCH = 256
-"""Messages per datagram (acks for one batch must fit the receive buffer)."""
-
 
 def bridge_name(vni: int) -> str:
     return f"{BRIDGE_PREFIX}{vni}"
@@ -83,256 +65,6 @@ def vxlan_name(vni: int) -> str:
 
 def segment_alias(vni: int) -> str:
     return f"{OWNER}vni:{vni}"
-
-
-def ns_path(netns: str) -> str:
-    """A netns given by name lives under /run/netns; a path is used as it is."""
-    return netns if "/" in netns else f"/run/netns/{netns}"
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"setns: {os.strerror(code)}")
-
-
-@contextlib.contextmanager
-def entered(netns: str | None) -> Iterator[None]:
-    """Run the block with the calling thread in ``netns`` (None: stay where it is).  Sockets
-    opened inside stay bound to that namespace after the block returns."""
-    if netns is None:
-        yield
-        return
-    target = os.open(ns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-            try:
-                yield
-            finally:
-                _setns(home)
-        finally:
-            os.close(home)
-    finally:
-        os.close(target)
-
-
-def open_iproute(netns: str | None) -> Any:
-    """A pyroute2 IPRoute bound to ``netns`` (opened from inside it, without forking).  Use
-    it from the thread that opened it only: pyroute2 0.9 opens a new socket, in the calling
-    thread's namespace, for every other thread that uses it."""
-    with entered(netns):
-        return IPRoute()
-
-
-class ThreadRoutes:
-    """One IPRoute per calling thread, each bound to ``netns`` (the agent applies goal
-    states on whichever worker thread asyncio lends it)."""
-
-    def __init__(self, netns: str | None) -> None:
-        self.netns = netns
-        self._local = threading.local()
-        self._opened: list[Any] = []
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        ipr = getattr(self._local, "ipr", None)
-        if ipr is None:
-            ipr = open_iproute(self.netns)
-            self._local.ipr = ipr
-            with self._lock:
-                self._opened.append(ipr)
-        return ipr
-
-    def close(self) -> None:
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for ipr in opened:
-            with contextlib.suppress(Exception):
-                ipr.close()
-
-
-def link_alias(link: Any) -> str:
-    return str(link.get_attr("IFLA_IFALIAS") or "")
-
-
-def disable_ipv6(netns: str | None, name: str) -> None:
-    """Turn IPv6 off on a device of the agent's (before it goes up): its bridges, VXLAN
-    devices and taps are pure L2 and must not speak (RS, MLD, link-local) into the tenant's
-    network, as Neutron's Linux bridge agent does for its bridges."""
-    with entered(netns), open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "r+") as f:
-        if f.read().strip() != "1":
-            f.seek(0)
-            f.write("1")
-
-
-def link_kind(link: Any) -> str:
-    info = link.get_attr("IFLA_LINKINFO")
-    return str(info.get_attr("IFLA_INFO_KIND") or "") if info is not None else ""
-
-
-# --- raw rtnetlink: neighbour-table writes in one datagram -------------------------------------
-
-
-def _rtattr(kind: int, data: bytes) -> bytes:
-    length = 4 + len(data)
-    return struct.pack("=HH", length, kind) + data + b"\0" * (-length % 4)
-
-
-def _mac(mac: str) -> bytes:
-    return bytes.fromhex(mac.replace(":", ""))
-
-
-def _ip(address: str) -> tuple[int, bytes]:
-    ip = ipaddress.ip_address(address)
-    return (socket.AF_INET if ip.version == 4 else socket.AF_INET6), ip.packed
-
-
-@dataclass(frozen=True, slots=True)
-class NeighMessage:
-    """One RTM_NEWNEIGH / RTM_DELNEIGH request (an FDB entry when ``family`` is AF_BRIDGE)."""
-
-    kind: int
-    flags: int
-    family: int
-    ifindex: int
-    state: int
-    ntf: int
-    attrs: bytes
-    what: str
-    """Human words for an error message, e.g. "fdb 02:..:01 on alcvx100"."""
-
-    def encode(self, seq: int) -> bytes:
-        body = struct.pack("=BBHiHBB", self.family, 0, 0, self.ifindex, self.state, self.ntf, 0)
-        body += self.attrs
-        return struct.pack("=IHHII", 16 + len(body), self.kind, self.flags, seq, 0) + body
-
-
-def fdb_self(ifindex: int, mac: str, vtep: str | None, name: str, delete: bool) -> NeighMessage:
-    """The VXLAN device's own FDB entry MAC -> remote VTEP (``bridge fdb ... self dst``)."""
-    attrs = _rtattr(NDA_LLADDR, _mac(mac))
-    if vtep is not None:
-        attrs += _rtattr(NDA_DST, _ip(vtep)[1])
-    return NeighMessage(RTM_DELNEIGH if delete else RTM_NEWNEIGH, _DEL if delete else _PUT,
-                        socket.AF_BRIDGE, ifindex, NUD_PERMANENT, NTF_SELF, attrs,
-                        f"vxlan fdb {mac} on {name}")
-
-
-def fdb_master(ifindex: int, mac: str, name: str, delete: bool) -> NeighMessage:
-    """The bridge's static FDB entry: MAC is behind the VXLAN port (``master static``)."""
-    return NeighMessage(RTM_DELNEIGH if delete else RTM_NEWNEIGH, _DEL if delete else _PUT,
-                        socket.AF_BRIDGE, ifindex, NUD_NOARP, NTF_MASTER,
-                        _rtattr(NDA_LLADDR, _mac(mac)), f"bridge fdb {mac} on {name}")
-
-
-def neigh(ifindex: int, ip: str, mac: str | None, name: str, delete: bool) -> NeighMessage:
-    """A permanent neighbour IP -> MAC on the VXLAN device (its ARP/ND proxy answers it)."""
-    family, packed = _ip(ip)
-    attrs = _rtattr(NDA_DST, packed)
-    if mac is not None:
-        attrs += _rtattr(NDA_LLADDR, _mac(mac))
-    return NeighMessage(RTM_DELNEIGH if delete else RTM_NEWNEIGH, _DEL if delete else _PUT,
-                        family, ifindex, NUD_PERMANENT, 0, attrs, f"neighbour {ip} on {name}")
-
-
-@dataclass(frozen=True, slots=True)
-class NeighEntry:
-    """One entry of a neighbour-table dump (an FDB entry when ``family`` is AF_BRIDGE)."""
-
-    family: int
-    ifindex: int
-    state: int
-    ntf: int
-    mac: str | None
-    dst: str | None
-    master: int | None
-
-
-def _decode_neigh(data: bytes, offset: int, length: int) -> NeighEntry:
-    family, _, _, ifindex, state, ntf, _ = struct.unpack_from("=BBHiHBB", data, offset + 16)
-    mac = dst = None
-    master = None
-    at, end = offset + 28, offset + length
-    while at + 4 <= end:
-        attr_len, attr_type = struct.unpack_from("=HH", data, at)
-        if attr_len < 4:
-            break
-        value = data[at + 4:at + attr_len]
-        if attr_type == NDA_LLADDR and len(value) == 6:
-            mac = value.hex(":")
-        elif attr_type == NDA_DST and len(value) in (4, 16):
-            dst = str(ipaddress.ip_address(value))
-        elif attr_type == NDA_MASTER:
-            master = struct.unpack("=I", value[:4])[0]
-        at += (attr_len + 3) & ~3
-    return NeighEntry(family, ifindex, state, ntf, mac, dst, master)
-
-
-class RawNetlink:
-    """A NETLINK_ROUTE socket sending batches of requests and reading one ack per request,
-    and dumping neighbour tables (pyroute2 takes seconds to parse 10,000 entries)."""
-
-    def __init__(self, netns: str | None) -> None:
-        with entered(netns):
-            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind((0, 0))
-        self.seq = 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def request(self, messages: list[NeighMessage]) -> list[int]:
-        """Send ``messages`` and return each one's errno (0: done), in order."""
-        results: list[int] = []
-        for start in range(0, len(messages), _BATCH):
-            results += self._batch(messages[start:start + _BATCH])
-        return results
-
-    def _batch(self, messages: list[NeighMessage]) -> list[int]:
-        first = self.seq + 1
-        self.seq += len(messages)
-        self.sock.send(b"".join(m.encode(first + i) for i, m in enumerate(messages)))
-        codes: dict[int, int] = {}
-        while len(codes) < len(messages):
-            data = self.sock.recv(1 << 16)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind, _, seq, _ = struct.unpack_from("=IHHII", data, offset)
-                if kind == NLMSG_ERROR and first <= seq < first + len(messages):
-                    codes[seq] = -struct.unpack_from("=i", data, offset + 16)[0]
-                offset += (length + 3) & ~3
-                if length == 0:
-                    break
-        return [codes[first + i] for i in range(len(messages))]
-
-    def dump_neigh(self, family: int, ifindex: int) -> list[NeighEntry]:
-        """The entries of one family's neighbour table (AF_BRIDGE: the FDB) on ``ifindex``."""
-        self.seq += 1
-        seq = self.seq
-        body = struct.pack("=BBHiHBB", family, 0, 0, 0, 0, 0, 0)
-        self.sock.send(struct.pack("=IHHII", 16 + len(body), RTM_GETNEIGH,
-                                   NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
-        found: list[NeighEntry] = []
-        while True:
-            data = self.sock.recv(1 << 20)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind, _, got, _ = struct.unpack_from("=IHHII", data, offset)
-                if length < 16:
-                    break
-                if got == seq:
-                    if kind == NLMSG_DONE:
-                        return found
-                    if kind == NLMSG_ERROR:
-                        code = -struct.unpack_from("=i", data, offset + 16)[0]
-                        raise OSError(code, f"neighbour dump: {os.strerror(code)}")
-                    if kind == RTM_NEWNEIGH:
-                        entry = _decode_neigh(data, offset, length)
-                        if entry.ifindex == ifindex:
-                            found.append(entry)
-                offset += (length + 3) & ~3
 
 
 # --- segments ---------------------------------------------------------------------------------

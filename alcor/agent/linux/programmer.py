@@ -41,12 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alcor.agent.linux.lease import Lease
-from alcor.agent.linux.overlay import (
-    DEFAULT_MTU,
-    FdbKey,
-    NeighKey,
-    Overlay,
-)
+from alcor.agent.linux.overlay import DEFAULT_MTU, FdbKey, NeighKey, Overlay
 from alcor.agent.linux.workloads import DEFAULT_VETH, LocalPort, Workloads, tap_name
 from alcor.agent.programmer import Configuration
 from alcor.rpc._generated import (

@@ -31,11 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from alcor.agent.linux.overlay import (
-    BRIDGE_PREFIX,
-    NETLINK_ROUTE,
-    OWNER,
-    Overlay,
+from alcor.agent.linux.namespaces import (
     disable_ipv6,
     entered,
     link_alias,
@@ -43,6 +39,8 @@ from alcor.agent.linux.overlay import (
     ns_path,
     open_iproute,
 )
+from alcor.agent.linux.overlay import BRIDGE_PREFIX, OWNER, Overlay
+from alcor.agent.linux.rtnetlink import NETLINK_ROUTE
 
 log = logging.getLogger(__name__)
 
