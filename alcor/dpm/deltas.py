@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 MAX_DELTA_PORTS = 2000
 """From this many changed ports on a full goal state costs about the same: send that."""
+PRUNE_FROM = 4096
+"""Epochs remembered before the first pruning (then twice what survived the last)."""
 MAX_EPOCH_SPAN = 100_000
 """A base this many generations old is not checked epoch by epoch: full."""
 
@@ -54,6 +56,7 @@ class DeltaBook:
         self._base: dict[str, int] = {}
         self._owed: dict[str, _Owed] = {}
         self._epochs: set[int] = set()
+        self._prune_at = PRUNE_FROM
 
     def observe(self, epoch: int | None, full: Iterable[str], neighbours: Iterable[str] = (),
                 ports: Iterable[str] = ()) -> None:
@@ -109,7 +112,9 @@ class DeltaBook:
         self._base.pop(node_id, None)
 
     def _prune(self) -> None:
-        if len(self._epochs) < 4096:
+        """Forget epochs no base can need; amortized (a lagging host keeps old ones)."""
+        if len(self._epochs) < self._prune_at:
             return
         floor = min(self._base.values(), default=max(self._epochs))
         self._epochs = {e for e in self._epochs if e > floor}
+        self._prune_at = max(PRUNE_FROM, 2 * len(self._epochs))
