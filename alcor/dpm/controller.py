@@ -423,29 +423,37 @@ class Controller:
         if len(self._compile_batches) < max(1, self.settings.compile_concurrency):
             task = asyncio.create_task(self._compile_batch(), name="alcor-dpm-compile")
             self._compile_batches.add(task)
-            task.add_done_callback(self._compile_batches.discard)
         return await asyncio.shield(future)
 
     async def _compile_batch(self) -> None:
-        """Compile every host waiting, on one transaction; again while more are waiting."""
+        """Compile every host waiting, on one transaction; again while more are waiting.
+
+        The task leaves ``_compile_batches`` in the same step that finds nothing waiting, so
+        a host queued after that step always finds room to start a new batch."""
         loop = asyncio.get_running_loop()
-        while self._to_compile:
-            batch, self._to_compile = self._to_compile, {}
-            asked = {node_id: self.deltas.request(node_id) for node_id in batch}
-            # Deltas are quick: compile them before the full goal states of the batch.
-            requests = dict(sorted(asked.items(), key=lambda item: item[1] is None))
+        try:
+            while self._to_compile:
+                batch, self._to_compile = self._to_compile, {}
+                asked = {node_id: self.deltas.request(node_id) for node_id in batch}
+                # Deltas are quick: compile them before the full goal states of the batch.
+                requests = dict(sorted(asked.items(), key=lambda item: item[1] is None))
 
-            def ready(node_id: str, snap: hosts.Snapshot | None,
-                      batch: dict[str, asyncio.Future[hosts.Snapshot | None]] = batch) -> None:
-                loop.call_soon_threadsafe(_settle, batch[node_id], snap)
+                def ready(node_id: str, snap: hosts.Snapshot | None,
+                          batch: dict[str, asyncio.Future[hosts.Snapshot | None]] = batch
+                          ) -> None:
+                    loop.call_soon_threadsafe(_settle, batch[node_id], snap)
 
-            try:
-                await self.read(hosts.snapshots, requests, self.compile_host, ready,
-                                self.deltas.epochs_are_mine)
-            except Exception as exc:
-                for future in batch.values():
-                    if not future.done():
-                        future.set_exception(exc)
+                try:
+                    await self.read(hosts.snapshots, requests, self.compile_host, ready,
+                                    self.deltas.epochs_are_mine)
+                except Exception as exc:
+                    for future in batch.values():
+                        if not future.done():
+                            future.set_exception(exc)
+        finally:
+            current = asyncio.current_task()
+            if current is not None:
+                self._compile_batches.discard(current)
 
     async def _push(self, snap: hosts.Snapshot) -> PushResult:
         node_id = str(snap.node["node_id"])
