@@ -240,11 +240,75 @@ port_provisioning = sa.Table(
     sa.Column("detail", sa.JSON, nullable=False),
 )
 
+routers = sa.Table(
+    "routers",
+    metadata,
+    *_standard(),
+    sa.Column("admin_state_up", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    # {"network_id", "enable_snat", "external_fixed_ips": [{"subnet_id", "ip_address"}]} or null
+    sa.Column("external_gateway_info", sa.JSON),
+    sa.Column(
+        "gw_port_id", ID, sa.ForeignKey("ports.id", ondelete="SET NULL"), index=True
+    ),
+    # extra routes: [{"destination": cidr, "nexthop": ip}]
+    sa.Column("routes", sa.JSON, nullable=False),
+    sa.Column("distributed", sa.Boolean, nullable=False),
+    sa.Column("ha", sa.Boolean, nullable=False),
+    sa.Column("flavor_id", ID),
+    sa.Column("availability_zone_hints", sa.JSON, nullable=False),
+)
+
+router_ports = sa.Table(
+    "router_ports",
+    metadata,
+    # A router's interfaces and gateway: each port belongs to at most one router, and a
+    # router has at most one interface per subnet (``subnet_id`` is null for the gateway).
+    sa.Column(
+        "port_id", ID, sa.ForeignKey("ports.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "router_id", ID, sa.ForeignKey("routers.id", ondelete="CASCADE"), nullable=False,
+        index=True,
+    ),
+    sa.Column("subnet_id", ID, index=True),
+    sa.Column("port_type", sa.String(64), nullable=False),
+    sa.UniqueConstraint("router_id", "subnet_id"),
+)
+
+floatingips = sa.Table(
+    "floatingips",
+    metadata,
+    *_standard(),
+    sa.Column("floating_network_id", ID, sa.ForeignKey("networks.id"), nullable=False,
+              index=True),
+    sa.Column("floating_ip_address", sa.String(64), nullable=False),
+    sa.Column("floating_port_id", ID, sa.ForeignKey("ports.id"), nullable=False),
+    sa.Column("port_id", ID, sa.ForeignKey("ports.id"), index=True),
+    sa.Column("fixed_ip_address", sa.String(64)),
+    sa.Column("router_id", ID, sa.ForeignKey("routers.id"), index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("dns_name", sa.String(255), nullable=False),
+    sa.Column("dns_domain", sa.String(255), nullable=False),
+    sa.Column("qos_policy_id", ID),
+    # one floating IP per fixed address on a floating network (Neutron's constraint)
+    sa.UniqueConstraint("floating_network_id", "port_id", "fixed_ip_address"),
+)
+
+quotas = sa.Table(
+    "quotas",
+    metadata,
+    # A project's limit on one resource; absent rows fall back to the configured default.
+    sa.Column("project_id", sa.String(255), primary_key=True),
+    sa.Column("resource", sa.String(64), primary_key=True),
+    sa.Column("limit", sa.Integer, nullable=False),
+)
+
 TABLES: dict[str, sa.Table] = {
     t.name: t
     for t in (
         networks, subnets, ports, ip_allocations, security_groups, default_security_groups,
         security_group_rules, port_security_groups, tags, outbox, nodes, host_states,
-        port_provisioning,
+        port_provisioning, routers, router_ports, floatingips, quotas,
     )
 }

@@ -17,7 +17,7 @@ INTERNET: DestinationType
 VPC_GW: DestinationType
 
 class RouterConfiguration(_message.Message):
-    __slots__ = ("revision_number", "request_id", "id", "update_type", "host_dvr_mac_address", "subnet_routing_tables")
+    __slots__ = ("revision_number", "request_id", "id", "update_type", "host_dvr_mac_address", "subnet_routing_tables", "external_gateway", "floating_ips", "project_id")
     class RoutingRuleExtraInfo(_message.Message):
         __slots__ = ("destination_type", "next_hop_mac")
         DESTINATION_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -49,19 +49,63 @@ class RouterConfiguration(_message.Message):
         subnet_id: str
         routing_rules: _containers.RepeatedCompositeFieldContainer[RouterConfiguration.RoutingRule]
         def __init__(self, subnet_id: _Optional[str] = ..., routing_rules: _Optional[_Iterable[_Union[RouterConfiguration.RoutingRule, _Mapping]]] = ...) -> None: ...
+    class ExternalGateway(_message.Message):
+        __slots__ = ("network_id", "physical_network", "network_type", "segmentation_id", "ip_address", "gateway_ip", "mac_address", "enable_snat", "snat_host_ip", "snat_host_dvr_mac", "is_snat_host", "external_mac_address")
+        NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+        PHYSICAL_NETWORK_FIELD_NUMBER: _ClassVar[int]
+        NETWORK_TYPE_FIELD_NUMBER: _ClassVar[int]
+        SEGMENTATION_ID_FIELD_NUMBER: _ClassVar[int]
+        IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+        GATEWAY_IP_FIELD_NUMBER: _ClassVar[int]
+        MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+        ENABLE_SNAT_FIELD_NUMBER: _ClassVar[int]
+        SNAT_HOST_IP_FIELD_NUMBER: _ClassVar[int]
+        SNAT_HOST_DVR_MAC_FIELD_NUMBER: _ClassVar[int]
+        IS_SNAT_HOST_FIELD_NUMBER: _ClassVar[int]
+        EXTERNAL_MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+        network_id: str
+        physical_network: str
+        network_type: _common_pb2.NetworkType
+        segmentation_id: int
+        ip_address: str
+        gateway_ip: str
+        mac_address: str
+        enable_snat: bool
+        snat_host_ip: str
+        snat_host_dvr_mac: str
+        is_snat_host: bool
+        external_mac_address: str
+        def __init__(self, network_id: _Optional[str] = ..., physical_network: _Optional[str] = ..., network_type: _Optional[_Union[_common_pb2.NetworkType, str]] = ..., segmentation_id: _Optional[int] = ..., ip_address: _Optional[str] = ..., gateway_ip: _Optional[str] = ..., mac_address: _Optional[str] = ..., enable_snat: _Optional[bool] = ..., snat_host_ip: _Optional[str] = ..., snat_host_dvr_mac: _Optional[str] = ..., is_snat_host: _Optional[bool] = ..., external_mac_address: _Optional[str] = ...) -> None: ...
+    class FloatingIp(_message.Message):
+        __slots__ = ("id", "floating_ip_address", "fixed_ip_address", "port_id")
+        ID_FIELD_NUMBER: _ClassVar[int]
+        FLOATING_IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+        FIXED_IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+        PORT_ID_FIELD_NUMBER: _ClassVar[int]
+        id: str
+        floating_ip_address: str
+        fixed_ip_address: str
+        port_id: str
+        def __init__(self, id: _Optional[str] = ..., floating_ip_address: _Optional[str] = ..., fixed_ip_address: _Optional[str] = ..., port_id: _Optional[str] = ...) -> None: ...
     REVISION_NUMBER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TYPE_FIELD_NUMBER: _ClassVar[int]
     HOST_DVR_MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SUBNET_ROUTING_TABLES_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    FLOATING_IPS_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     revision_number: int
     request_id: str
     id: str
     update_type: _common_pb2.UpdateType
     host_dvr_mac_address: str
     subnet_routing_tables: _containers.RepeatedCompositeFieldContainer[RouterConfiguration.SubnetRoutingTable]
-    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., host_dvr_mac_address: _Optional[str] = ..., subnet_routing_tables: _Optional[_Iterable[_Union[RouterConfiguration.SubnetRoutingTable, _Mapping]]] = ...) -> None: ...
+    external_gateway: RouterConfiguration.ExternalGateway
+    floating_ips: _containers.RepeatedCompositeFieldContainer[RouterConfiguration.FloatingIp]
+    project_id: str
+    def __init__(self, revision_number: _Optional[int] = ..., request_id: _Optional[str] = ..., id: _Optional[str] = ..., update_type: _Optional[_Union[_common_pb2.UpdateType, str]] = ..., host_dvr_mac_address: _Optional[str] = ..., subnet_routing_tables: _Optional[_Iterable[_Union[RouterConfiguration.SubnetRoutingTable, _Mapping]]] = ..., external_gateway: _Optional[_Union[RouterConfiguration.ExternalGateway, _Mapping]] = ..., floating_ips: _Optional[_Iterable[_Union[RouterConfiguration.FloatingIp, _Mapping]]] = ..., project_id: _Optional[str] = ...) -> None: ...
 
 class RouterState(_message.Message):
     __slots__ = ("operation_type", "configuration")
