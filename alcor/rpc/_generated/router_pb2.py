@@ -26,27 +26,27 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0crouter.proto\x12\x0c\x61lcor.schema\x1a\x0c\x63ommon.proto\"\x84\n\n\x13RouterConfiguration\x12\x17\n\x0frevision_number\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12-\n\x0bupdate_type\x18\x04 \x01(\x0e\x32\x18.alcor.schema.UpdateType\x12\x1c\n\x14host_dvr_mac_address\x18\x05 \x01(\t\x12S\n\x15subnet_routing_tables\x18\x06 \x03(\x0b\x32\x34.alcor.schema.RouterConfiguration.SubnetRoutingTable\x12K\n\x10\x65xternal_gateway\x18\x64 \x01(\x0b\x32\x31.alcor.schema.RouterConfiguration.ExternalGateway\x12\x42\n\x0c\x66loating_ips\x18\x65 \x03(\x0b\x32,.alcor.schema.RouterConfiguration.FloatingIp\x12\x12\n\nproject_id\x18\x66 \x01(\t\x1a\x65\n\x14RoutingRuleExtraInfo\x12\x37\n\x10\x64\x65stination_type\x18\x01 \x01(\x0e\x32\x1d.alcor.schema.DestinationType\x12\x14\n\x0cnext_hop_mac\x18\x02 \x01(\t\x1a\xf1\x01\n\x0bRoutingRule\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x04 \x01(\t\x12\x13\n\x0bnext_hop_ip\x18\x05 \x01(\t\x12\x10\n\x08priority\x18\x06 \x01(\r\x12W\n\x17routing_rule_extra_info\x18\x07 \x01(\x0b\x32\x36.alcor.schema.RouterConfiguration.RoutingRuleExtraInfo\x1am\n\x12SubnetRoutingTable\x12\x11\n\tsubnet_id\x18\x01 \x01(\t\x12\x44\n\rrouting_rules\x18\x02 \x03(\x0b\x32-.alcor.schema.RouterConfiguration.RoutingRule\x1a\xc0\x02\n\x0f\x45xternalGateway\x12\x12\n\nnetwork_id\x18\x01 \x01(\t\x12\x18\n\x10physical_network\x18\x02 \x01(\t\x12/\n\x0cnetwork_type\x18\x03 \x01(\x0e\x32\x19.alcor.schema.NetworkType\x12\x17\n\x0fsegmentation_id\x18\x04 \x01(\r\x12\x12\n\nip_address\x18\x05 \x01(\t\x12\x12\n\ngateway_ip\x18\x06 \x01(\t\x12\x13\n\x0bmac_address\x18\x07 \x01(\t\x12\x13\n\x0b\x65nable_snat\x18\x08 \x01(\x08\x12\x14\n\x0csnat_host_ip\x18\t \x01(\t\x12\x19\n\x11snat_host_dvr_mac\x18\n \x01(\t\x12\x14\n\x0cis_snat_host\x18\x0b \x01(\x08\x12\x1c\n\x14\x65xternal_mac_address\x18\x0c \x01(\t\x1a`\n\nFloatingIp\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1b\n\x13\x66loating_ip_address\x18\x02 \x01(\t\x12\x18\n\x10\x66ixed_ip_address\x18\x03 \x01(\t\x12\x0f\n\x07port_id\x18\x04 \x01(\t\"|\n\x0bRouterState\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12\x38\n\rconfiguration\x18\x02 \x01(\x0b\x32!.alcor.schema.RouterConfiguration*+\n\x0f\x44\x65stinationType\x12\x0c\n\x08INTERNET\x10\x00\x12\n\n\x06VPC_GW\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0crouter.proto\x12\x0c\x61lcor.schema\x1a\x0c\x63ommon.proto\"\xfc\n\n\x13RouterConfiguration\x12\x17\n\x0frevision_number\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12-\n\x0bupdate_type\x18\x04 \x01(\x0e\x32\x18.alcor.schema.UpdateType\x12\x1c\n\x14host_dvr_mac_address\x18\x05 \x01(\t\x12S\n\x15subnet_routing_tables\x18\x06 \x03(\x0b\x32\x34.alcor.schema.RouterConfiguration.SubnetRoutingTable\x12K\n\x10\x65xternal_gateway\x18\x64 \x01(\x0b\x32\x31.alcor.schema.RouterConfiguration.ExternalGateway\x12\x42\n\x0c\x66loating_ips\x18\x65 \x03(\x0b\x32,.alcor.schema.RouterConfiguration.FloatingIp\x12\x12\n\nproject_id\x18\x66 \x01(\t\x1a\x65\n\x14RoutingRuleExtraInfo\x12\x37\n\x10\x64\x65stination_type\x18\x01 \x01(\x0e\x32\x1d.alcor.schema.DestinationType\x12\x14\n\x0cnext_hop_mac\x18\x02 \x01(\t\x1a\xf1\x01\n\x0bRoutingRule\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x04 \x01(\t\x12\x13\n\x0bnext_hop_ip\x18\x05 \x01(\t\x12\x10\n\x08priority\x18\x06 \x01(\r\x12W\n\x17routing_rule_extra_info\x18\x07 \x01(\x0b\x32\x36.alcor.schema.RouterConfiguration.RoutingRuleExtraInfo\x1a\xb5\x01\n\x12SubnetRoutingTable\x12\x11\n\tsubnet_id\x18\x01 \x01(\t\x12\x44\n\rrouting_rules\x18\x02 \x03(\x0b\x32-.alcor.schema.RouterConfiguration.RoutingRule\x12\x14\n\x0cinterface_ip\x18\x64 \x01(\t\x12\x15\n\rinterface_mac\x18\x65 \x01(\t\x12\x19\n\x11interface_port_id\x18\x66 \x01(\t\x1a\xef\x02\n\x0f\x45xternalGateway\x12\x12\n\nnetwork_id\x18\x01 \x01(\t\x12\x18\n\x10physical_network\x18\x02 \x01(\t\x12/\n\x0cnetwork_type\x18\x03 \x01(\x0e\x32\x19.alcor.schema.NetworkType\x12\x17\n\x0fsegmentation_id\x18\x04 \x01(\r\x12\x12\n\nip_address\x18\x05 \x01(\t\x12\x12\n\ngateway_ip\x18\x06 \x01(\t\x12\x13\n\x0bmac_address\x18\x07 \x01(\t\x12\x13\n\x0b\x65nable_snat\x18\x08 \x01(\x08\x12\x14\n\x0csnat_host_ip\x18\t \x01(\t\x12\x18\n\x10snat_transit_mac\x18\n \x01(\t\x12\x14\n\x0cis_snat_host\x18\x0b \x01(\x08\x12\x1c\n\x14\x65xternal_mac_address\x18\x0c \x01(\t\x12\x13\n\x0btransit_mac\x18\r \x01(\t\x12\x19\n\x11transit_subnet_id\x18\x0e \x01(\t\x1a`\n\nFloatingIp\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1b\n\x13\x66loating_ip_address\x18\x02 \x01(\t\x12\x18\n\x10\x66ixed_ip_address\x18\x03 \x01(\t\x12\x0f\n\x07port_id\x18\x04 \x01(\t\"|\n\x0bRouterState\x12\x33\n\x0eoperation_type\x18\x01 \x01(\x0e\x32\x1b.alcor.schema.OperationType\x12\x38\n\rconfiguration\x18\x02 \x01(\x0b\x32!.alcor.schema.RouterConfiguration*+\n\x0f\x44\x65stinationType\x12\x0c\n\x08INTERNET\x10\x00\x12\n\n\x06VPC_GW\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DESTINATIONTYPE']._serialized_start=1457
-  _globals['_DESTINATIONTYPE']._serialized_end=1500
+  _globals['_DESTINATIONTYPE']._serialized_start=1577
+  _globals['_DESTINATIONTYPE']._serialized_end=1620
   _globals['_ROUTERCONFIGURATION']._serialized_start=45
-  _globals['_ROUTERCONFIGURATION']._serialized_end=1329
+  _globals['_ROUTERCONFIGURATION']._serialized_end=1449
   _globals['_ROUTERCONFIGURATION_ROUTINGRULEEXTRAINFO']._serialized_start=452
   _globals['_ROUTERCONFIGURATION_ROUTINGRULEEXTRAINFO']._serialized_end=553
   _globals['_ROUTERCONFIGURATION_ROUTINGRULE']._serialized_start=556
   _globals['_ROUTERCONFIGURATION_ROUTINGRULE']._serialized_end=797
-  _globals['_ROUTERCONFIGURATION_SUBNETROUTINGTABLE']._serialized_start=799
-  _globals['_ROUTERCONFIGURATION_SUBNETROUTINGTABLE']._serialized_end=908
-  _globals['_ROUTERCONFIGURATION_EXTERNALGATEWAY']._serialized_start=911
-  _globals['_ROUTERCONFIGURATION_EXTERNALGATEWAY']._serialized_end=1231
-  _globals['_ROUTERCONFIGURATION_FLOATINGIP']._serialized_start=1233
-  _globals['_ROUTERCONFIGURATION_FLOATINGIP']._serialized_end=1329
-  _globals['_ROUTERSTATE']._serialized_start=1331
-  _globals['_ROUTERSTATE']._serialized_end=1455
+  _globals['_ROUTERCONFIGURATION_SUBNETROUTINGTABLE']._serialized_start=800
+  _globals['_ROUTERCONFIGURATION_SUBNETROUTINGTABLE']._serialized_end=981
+  _globals['_ROUTERCONFIGURATION_EXTERNALGATEWAY']._serialized_start=984
+  _globals['_ROUTERCONFIGURATION_EXTERNALGATEWAY']._serialized_end=1351
+  _globals['_ROUTERCONFIGURATION_FLOATINGIP']._serialized_start=1353
+  _globals['_ROUTERCONFIGURATION_FLOATINGIP']._serialized_end=1449
+  _globals['_ROUTERSTATE']._serialized_start=1451
+  _globals['_ROUTERSTATE']._serialized_end=1575
 # @@protoc_insertion_point(module_scope)

@@ -43,14 +43,20 @@ class RouterConfiguration(_message.Message):
         routing_rule_extra_info: RouterConfiguration.RoutingRuleExtraInfo
         def __init__(self, operation_type: _Optional[_Union[_common_pb2.OperationType, str]] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., destination: _Optional[str] = ..., next_hop_ip: _Optional[str] = ..., priority: _Optional[int] = ..., routing_rule_extra_info: _Optional[_Union[RouterConfiguration.RoutingRuleExtraInfo, _Mapping]] = ...) -> None: ...
     class SubnetRoutingTable(_message.Message):
-        __slots__ = ("subnet_id", "routing_rules")
+        __slots__ = ("subnet_id", "routing_rules", "interface_ip", "interface_mac", "interface_port_id")
         SUBNET_ID_FIELD_NUMBER: _ClassVar[int]
         ROUTING_RULES_FIELD_NUMBER: _ClassVar[int]
+        INTERFACE_IP_FIELD_NUMBER: _ClassVar[int]
+        INTERFACE_MAC_FIELD_NUMBER: _ClassVar[int]
+        INTERFACE_PORT_ID_FIELD_NUMBER: _ClassVar[int]
         subnet_id: str
         routing_rules: _containers.RepeatedCompositeFieldContainer[RouterConfiguration.RoutingRule]
-        def __init__(self, subnet_id: _Optional[str] = ..., routing_rules: _Optional[_Iterable[_Union[RouterConfiguration.RoutingRule, _Mapping]]] = ...) -> None: ...
+        interface_ip: str
+        interface_mac: str
+        interface_port_id: str
+        def __init__(self, subnet_id: _Optional[str] = ..., routing_rules: _Optional[_Iterable[_Union[RouterConfiguration.RoutingRule, _Mapping]]] = ..., interface_ip: _Optional[str] = ..., interface_mac: _Optional[str] = ..., interface_port_id: _Optional[str] = ...) -> None: ...
     class ExternalGateway(_message.Message):
-        __slots__ = ("network_id", "physical_network", "network_type", "segmentation_id", "ip_address", "gateway_ip", "mac_address", "enable_snat", "snat_host_ip", "snat_host_dvr_mac", "is_snat_host", "external_mac_address")
+        __slots__ = ("network_id", "physical_network", "network_type", "segmentation_id", "ip_address", "gateway_ip", "mac_address", "enable_snat", "snat_host_ip", "snat_transit_mac", "is_snat_host", "external_mac_address", "transit_mac", "transit_subnet_id")
         NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
         PHYSICAL_NETWORK_FIELD_NUMBER: _ClassVar[int]
         NETWORK_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -60,9 +66,11 @@ class RouterConfiguration(_message.Message):
         MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
         ENABLE_SNAT_FIELD_NUMBER: _ClassVar[int]
         SNAT_HOST_IP_FIELD_NUMBER: _ClassVar[int]
-        SNAT_HOST_DVR_MAC_FIELD_NUMBER: _ClassVar[int]
+        SNAT_TRANSIT_MAC_FIELD_NUMBER: _ClassVar[int]
         IS_SNAT_HOST_FIELD_NUMBER: _ClassVar[int]
         EXTERNAL_MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+        TRANSIT_MAC_FIELD_NUMBER: _ClassVar[int]
+        TRANSIT_SUBNET_ID_FIELD_NUMBER: _ClassVar[int]
         network_id: str
         physical_network: str
         network_type: _common_pb2.NetworkType
@@ -72,10 +80,12 @@ class RouterConfiguration(_message.Message):
         mac_address: str
         enable_snat: bool
         snat_host_ip: str
-        snat_host_dvr_mac: str
+        snat_transit_mac: str
         is_snat_host: bool
         external_mac_address: str
-        def __init__(self, network_id: _Optional[str] = ..., physical_network: _Optional[str] = ..., network_type: _Optional[_Union[_common_pb2.NetworkType, str]] = ..., segmentation_id: _Optional[int] = ..., ip_address: _Optional[str] = ..., gateway_ip: _Optional[str] = ..., mac_address: _Optional[str] = ..., enable_snat: _Optional[bool] = ..., snat_host_ip: _Optional[str] = ..., snat_host_dvr_mac: _Optional[str] = ..., is_snat_host: _Optional[bool] = ..., external_mac_address: _Optional[str] = ...) -> None: ...
+        transit_mac: str
+        transit_subnet_id: str
+        def __init__(self, network_id: _Optional[str] = ..., physical_network: _Optional[str] = ..., network_type: _Optional[_Union[_common_pb2.NetworkType, str]] = ..., segmentation_id: _Optional[int] = ..., ip_address: _Optional[str] = ..., gateway_ip: _Optional[str] = ..., mac_address: _Optional[str] = ..., enable_snat: _Optional[bool] = ..., snat_host_ip: _Optional[str] = ..., snat_transit_mac: _Optional[str] = ..., is_snat_host: _Optional[bool] = ..., external_mac_address: _Optional[str] = ..., transit_mac: _Optional[str] = ..., transit_subnet_id: _Optional[str] = ...) -> None: ...
     class FloatingIp(_message.Message):
         __slots__ = ("id", "floating_ip_address", "fixed_ip_address", "port_id")
         ID_FIELD_NUMBER: _ClassVar[int]
