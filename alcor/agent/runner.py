@@ -3,8 +3,11 @@ nodes API and ask the controller for the full goal state (each retried with back
 succeeds), until SIGTERM or SIGINT.
 
 The data plane (``--dataplane``) is ``linux`` by default: ``LinuxProgrammer`` programs the
-network namespace the agent runs in (bridges, VXLAN, workload interfaces); ``recording`` keeps
-what it is told in memory only (tests, the simulator).  The agent's state starts empty after
+network namespace the agent runs in (bridges, VXLAN, workload interfaces, router namespaces);
+``recording`` keeps what it is told in memory only (tests, the simulator).  Provider networks
+reach the host through ``--physical-network NAME=IFACE`` (repeatable): routers' external legs
+plug into a bridge the agent keeps on IFACE for the networks whose
+``provider:physical_network`` is NAME.  The agent's state starts empty after
 a restart; the first full goal state rebuilds it and the Linux programmer then sweeps what
 the kernel holds from before and nobody asks for.
 """
@@ -50,6 +53,8 @@ class AgentOptions:
     controller: str | None = None
     state_file: str | None = None
     dataplane: str = "linux"
+    physical_networks: tuple[str, ...] = ()
+    """``NAME=IFACE`` mappings of provider networks (``--physical-network``)."""
 
     def host_info(self, server_port: int) -> HostInfo:
         return HostInfo(
@@ -72,10 +77,13 @@ def build_programmer(options: AgentOptions) -> Programmer:
     from alcor.agent.linux.dhcp_responder import DhcpResponder
     from alcor.agent.linux.firewall import Firewall
     from alcor.agent.linux.programmer import LinuxProgrammer
+    from alcor.agent.linux.provider import parse_mappings
 
+    mappings = parse_mappings(options.physical_networks)
     dhcp = DhcpResponder()
     dhcp.start()
-    return LinuxProgrammer(options.local_ip, firewall=Firewall(), dhcp=dhcp)
+    return LinuxProgrammer(options.local_ip, firewall=Firewall(), dhcp=dhcp,
+                           physical_networks=mappings)
 
 
 async def run(options: AgentOptions, programmer: Programmer | None = None) -> int:

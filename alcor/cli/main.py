@@ -70,6 +70,7 @@ def _agent(settings: Settings, args: argparse.Namespace) -> int:
         local_ip=args.local_ip, mac_address=args.mac, veth=args.veth,
         host_dvr_mac=args.host_dvr_mac, api_url=args.api_url, controller=args.controller,
         state_file=args.state_file, dataplane=args.dataplane,
+        physical_networks=tuple(args.physical_network),
     )
     return asyncio.run(run(options))
 
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--dataplane", choices=("linux", "recording"), default="linux",
                        help="linux (default): program this network namespace's bridges, "
                        "VXLAN, workloads, firewall and DHCP; recording: keep it in memory")
+    agent.add_argument("--physical-network", action="append", default=[], metavar="NAME=IFACE",
+                       help="provider network NAME reaches this host on IFACE (repeatable); "
+                       "routers' external gateways plug into a bridge on it")
     agent.set_defaults(func=_agent)
     demo = sub.add_parser("demo", help="as root: two simulated hosts, a network, two VMs and "
                           "a ping between them, explained step by step; then clean up")

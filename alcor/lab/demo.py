@@ -105,7 +105,7 @@ def tour(lab: Lab, out: Say) -> int:
         groups and a DHCP responder.""")
     for name, host in lab.hosts.items():
         stack.start_agent(name)
-        out(f"  agent on {name} ready: ip netns exec {host.netns} alcor agent "
+        out(f"  agent on {name} ready: nsenter --net=/run/netns/{host.netns} alcor agent "
             f"--node-id {name} --local-ip {host.address} ...")
 
     api = Api(stack.api_url)

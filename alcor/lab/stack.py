@@ -1,8 +1,10 @@
 """Alcor running on a lab: ``alcor server`` (API and controller gRPC, SQLite in the lab's state
 directory) in the root netns on the management address, and one ``alcor agent`` per host
-inside the host's netns, serving on the host's underlay address, registering itself through
-the API and asking the controller for its goal state.  The agents write what they hold to a
-state file (``--state-file``), which tests compare with the goal state.
+inside the host's netns (and the root mount namespace, see topology), serving on the host's
+underlay address, registering itself through the API and asking the controller for its goal
+state, with the lab's provider network mapped (``--physical-network public=ex0``).  The
+agents write what they hold to a state file (``--state-file``), which tests compare with the
+goal state.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from alcor.lab.topology import Host, Lab, LabError, LabProcess, python_command
+from alcor.lab.topology import (
+    HOST_PROVIDER_LINK,
+    PHYSICAL_NETWORK,
+    Host,
+    Lab,
+    LabError,
+    LabProcess,
+    python_command,
+)
 
 AGENT_PORT = 50001
 START_TIMEOUT = 60.0
@@ -76,7 +86,8 @@ class Stack:
         """``alcor agent`` in host ``name``'s netns; returns once the controller answered its
         request for the full goal state (so it holds everything it should)."""
         host = self.lab.host(name)
-        agent = self.lab.spawn(f"agent-{name}", self.agent_command(host), netns=host.netns)
+        agent = self.lab.spawn(f"agent-{name}", self.agent_command(host), netns=host.netns,
+                               own_mounts=False)
         self.agents[name] = agent
         if not agent.wait_for(AGENT_READY, START_TIMEOUT):
             raise LabError(f"alcor agent on {name} did not get its state:\n{agent.log()}")
@@ -87,7 +98,8 @@ class Stack:
             "agent", "--listen", f"{host.address}:{AGENT_PORT}", "--node-id", host.name,
             "--node-name", host.name, "--local-ip", host.address, "--api-url", self.api_url,
             "--controller", self.controller, "--state-file", str(self.state_file(host.name)),
-            "--dataplane", self.dataplane)
+            "--dataplane", self.dataplane,
+            "--physical-network", f"{PHYSICAL_NETWORK}={HOST_PROVIDER_LINK}")
 
     def stop_agent(self, name: str, sig: int = signal.SIGTERM) -> None:
         agent = self.agents.get(name)

@@ -3,14 +3,23 @@ them.
 
 One ``Lab`` is, under a per-run unique id (``<prefix><hex>``, e.g. ``alfs-3f9a1c``):
 
-- ``<id>-ul``: the underlay "switch", a netns holding bridge ``br-ul``;
+- ``<id>-ul``: the underlay "switch", a netns holding bridge ``br-ul``, and the provider
+  "switch", bridge ``br-ex`` in the same netns (the flat provider network ``public``);
 - ``<id>-h<n>``: one netns per host, whose ``ul0`` (a veth to ``br-ul``) carries the host's
-  underlay address ``<subnet>.<n>/24``;
+  underlay address ``<subnet>.<n>/24`` and whose ``ex0`` (a veth to ``br-ex``, no address)
+  is its interface on the provider network (agents get ``--physical-network public=ex0``);
+- ``<id>-external``: the outside world, a netns whose ``eth0`` on ``br-ex`` holds the
+  external subnet's gateway address (``EXTERNAL_GATEWAY``, 203.0.113.1/24 in
+  ``EXTERNAL_CIDR``); nothing routes from it anywhere else;
 - ``<id>-<name>``: workload namespaces, created empty (``lo`` up) for an agent to plug;
 - the management link: a veth named ``<id>`` from the root netns into ``br-ul`` with address
   ``<subnet>.254/24``, so processes in the root netns (a test, ``alcor server``) reach the
   hosts' underlay addresses and the hosts reach them.  It is the only thing a lab puts in
   the root netns; the /24 is a private one no root route overlaps, chosen per run.
+
+Agents run in their host's network namespace but in the root mount namespace (``nsenter
+--net``, not ``ip netns exec``, which gives the process a mount namespace of its own), so
+the router namespaces they create under /run/netns are seen by everyone and outlive them.
 
 ``destroy()`` stops the processes the lab started, kills whatever still runs in its
 namespaces, deletes the namespaces and the management link, and is safe to call twice.
@@ -44,6 +53,13 @@ STATE_ROOT = Path("/run/alcor-lab")
 IFNAMSIZ = 15
 UNDERLAY_BRIDGE = "br-ul"
 HOST_UPLINK = "ul0"
+PROVIDER_BRIDGE = "br-ex"
+HOST_PROVIDER_LINK = "ex0"
+PHYSICAL_NETWORK = "public"
+"""The provider network's name (``provider:physical_network``) every host maps to ``ex0``."""
+EXTERNAL_CIDR = ipaddress.IPv4Network("203.0.113.0/24")
+EXTERNAL_GATEWAY = "203.0.113.1"
+"""The external namespace's address: the provider subnet's gateway, the outside world."""
 MGMT_PEER = "mgmt0"
 MGMT_HOST = 254
 ADDRESS_POOL = ipaddress.IPv4Network("10.231.0.0/16")
@@ -273,6 +289,7 @@ class Lab:
         self.host_names = list(hosts)
         self.state_dir = STATE_ROOT / self.id
         self.underlay = f"{self.id}-ul"
+        self.external = f"{self.id}-external"
         self.mgmt_link = self.id
         self.subnet: ipaddress.IPv4Network | None = None
         self.hosts: dict[str, Host] = {}
@@ -301,7 +318,10 @@ class Lab:
             self._add_netns(self.underlay)
             ip("link", "add", UNDERLAY_BRIDGE, "type", "bridge", netns=self.underlay)
             ip("link", "set", UNDERLAY_BRIDGE, "up", netns=self.underlay)
+            ip("link", "add", PROVIDER_BRIDGE, "type", "bridge", netns=self.underlay)
+            ip("link", "set", PROVIDER_BRIDGE, "up", netns=self.underlay)
             self._add_management_link()
+            self._add_external()
             for number, name in enumerate(self.host_names, start=1):
                 self._add_host(number, name)
         except BaseException:
@@ -320,6 +340,15 @@ class Lab:
         ip("addr", "add", f"{self.mgmt_ip}/24", "dev", self.mgmt_link)
         ip("link", "set", self.mgmt_link, "up")
 
+    def _add_external(self) -> None:
+        self._add_netns(self.external)
+        ip("link", "add", "ex-out", "type", "veth", "peer", "name", "eth0", "netns",
+           self.external, netns=self.underlay)
+        ip("link", "set", "ex-out", "master", PROVIDER_BRIDGE, "up", netns=self.underlay)
+        ip("addr", "add", f"{EXTERNAL_GATEWAY}/{EXTERNAL_CIDR.prefixlen}", "dev", "eth0",
+           netns=self.external)
+        ip("link", "set", "eth0", "up", netns=self.external)
+
     def _add_host(self, number: int, name: str) -> None:
         assert self.subnet is not None
         netns = f"{self.id}-h{number}"
@@ -331,6 +360,11 @@ class Lab:
         address = str(self.subnet.network_address + number)
         ip("addr", "add", f"{address}/24", "dev", HOST_UPLINK, netns=netns)
         ip("link", "set", HOST_UPLINK, "up", netns=netns)
+        provider = f"ex-h{number}"
+        ip("link", "add", provider, "type", "veth", "peer", "name", HOST_PROVIDER_LINK,
+           "netns", netns, netns=self.underlay)
+        ip("link", "set", provider, "master", PROVIDER_BRIDGE, "up", netns=self.underlay)
+        ip("link", "set", HOST_PROVIDER_LINK, "up", netns=netns)
         self.hosts[name] = Host(name=name, netns=netns, address=address)
 
     def add_workload(self, host: str, name: str) -> str:
@@ -356,10 +390,17 @@ class Lab:
         return self.hosts[name]
 
     def spawn(self, name: str, argv: Sequence[str], *, netns: str | None = None,
-              env: Mapping[str, str] | None = None) -> LabProcess:
+              env: Mapping[str, str] | None = None, own_mounts: bool = True) -> LabProcess:
         """Start ``argv`` (inside ``netns`` through ``ip netns exec``, which execs it in the
-        same process, so signals reach it) and remember it for ``destroy``/``sweep``."""
-        command = ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
+        same process, so signals reach it) and remember it for ``destroy``/``sweep``.
+        ``own_mounts`` False: enter only the network namespace (``nsenter --net``), keeping
+        the root mount namespace, where namespaces the process creates must appear."""
+        if netns is None:
+            command = list(argv)
+        elif own_mounts:
+            command = ["ip", "netns", "exec", netns, *argv]
+        else:
+            command = ["nsenter", f"--net=/run/netns/{netns}", *argv]
         process = LabProcess(name, command, self.state_dir / f"{name}.pid", env)
         self.processes.append(process)
         return process.start()
@@ -389,6 +430,17 @@ def _kill_in(netns: str) -> None:
     _terminate([int(pid) for pid in listed.split() if pid.isdigit()], timeout=3.0)
 
 
+def router_namespaces(hosts: Sequence[str]) -> list[str]:
+    """The router namespaces agents made for the host namespaces ``hosts``."""
+    from alcor.agent.linux.router import host_tag, router_netns  # pyroute2: root tools only
+
+    prefixes = []
+    for host in hosts:
+        with contextlib.suppress(OSError):
+            prefixes.append(router_netns(host_tag(host), ""))
+    return [n for n in netns_names() if prefixes and n.startswith(tuple(prefixes))]
+
+
 def remove_lab(lab_id: str) -> None:
     """Remove everything of lab ``lab_id``: its recorded processes, whatever runs in its
     namespaces, the namespaces, the management link, its state directory."""
@@ -396,8 +448,10 @@ def remove_lab(lab_id: str) -> None:
     if state_dir.is_dir():
         recorded = [_alive(f.read_text()) for f in state_dir.glob("*.pid")]
         _terminate([pid for pid in recorded if pid is not None])
-    mine = [n for n in netns_names() if n.startswith(f"{lab_id}-")]
-    # Workloads first, the underlay last: nothing is left dangling from a bridge meanwhile.
+    hosts = [n for n in netns_names() if re.fullmatch(rf"{lab_id}-h\d+", n)]
+    mine = [*router_namespaces(hosts),
+            *(n for n in netns_names() if n.startswith(f"{lab_id}-"))]
+    # Routers and workloads first, the underlay last: nothing is left dangling meanwhile.
     mine.sort(key=lambda n: (n == f"{lab_id}-ul", re.fullmatch(rf"{lab_id}-h\d+", n) is not None))
     for netns in mine:
         _kill_in(netns)

@@ -1,9 +1,12 @@
 """Simulated hosts for the overlay tests, as root, in network namespaces the test makes with
 the prefix "alt-ov-<random>" (the root netns is never touched): an underlay "switch" netns
 holding bridge ``br-ul`` and per host a netns whose ``ul0`` (192.0.2.<n>/24) is a veth to that
-bridge.  Workloads are namespaces of their own.  ``hosts()`` removes every namespace it made,
-also when the test fails; the kernel frees their interfaces asynchronously, so names are
-unique per test (the prefix)."""
+bridge.  Workloads are namespaces of their own.  ``add_provider`` adds a provider "switch"
+(bridge ``br-ex`` in the underlay netns, a second interface ``ex0`` on every host) and an
+"external" netns on it standing for the outside world.  ``hosts()`` removes every namespace
+it made, and the router namespaces agents made for its hosts (``alcr-<host tag>-*``), also
+when the test fails; the kernel frees their interfaces asynchronously, so names are unique
+per test (the prefix)."""
 
 from __future__ import annotations
 
@@ -16,9 +19,13 @@ from dataclasses import dataclass, field
 
 from pyroute2 import netns
 
+from alcor.agent.linux.namespaces import netns_names, remove_netns
+from alcor.agent.linux.router import host_tag, router_netns
 from alcor.rpc._generated import neighbor_pb2, port_pb2, subnet_pb2, vpc_pb2
 
 PREFIX = "alt-ov-"
+PROVIDER_IFACE = "ex0"
+PHYSICAL_NETWORK = "public"
 
 
 def ip(*args: str) -> str:
@@ -74,6 +81,30 @@ class Hosts:
         self.host_ips[name] = address
         return name
 
+    def add_provider(self, external: str = "203.0.113.1/24") -> str:
+        """A provider switch every host has ``ex0`` on, and the external netns on it holding
+        ``external``; returns the external netns."""
+        ip("-n", self.underlay, "link", "add", "br-ex", "type", "bridge")
+        ip("-n", self.underlay, "link", "set", "br-ex", "up")
+        for host in self.host_ips:
+            peer = f"ex-{host[len(self.prefix):]}"
+            ip("-n", self.underlay, "link", "add", peer, "type", "veth", "peer", "name",
+               PROVIDER_IFACE, "netns", host)
+            ip("-n", self.underlay, "link", "set", peer, "master", "br-ex", "up")
+            ip("-n", host, "link", "set", PROVIDER_IFACE, "up")
+        outside = self.add_netns("ext")
+        ip("-n", self.underlay, "link", "add", "ex-ext", "type", "veth", "peer", "name",
+           "eth0", "netns", outside)
+        ip("-n", self.underlay, "link", "set", "ex-ext", "master", "br-ex", "up")
+        ip("-n", outside, "addr", "add", external, "dev", "eth0")
+        ip("-n", outside, "link", "set", "eth0", "up")
+        return outside
+
+    def router_namespaces(self) -> list[str]:
+        """The router namespaces agents made for these hosts."""
+        prefixes = tuple(router_netns(host_tag(h), "") for h in self.host_ips)
+        return [name for name in netns_names() if name.startswith(prefixes)]
+
     def dump(self, ns: str) -> str:
         """What a re-apply must not change: links (details), addresses, routes, FDB, neighbours."""
         parts = [ip("-d", "-n", ns, "link", "show"), ip("-n", ns, "addr", "show"),
@@ -105,6 +136,9 @@ def hosts(*names: str) -> Iterator[Hosts]:
             topology.add_host(name, f"192.0.2.{n}")
         yield topology
     finally:
+        with contextlib.suppress(Exception):
+            for name in topology.router_namespaces():
+                remove_netns(name)
         for name in reversed(topology.made):
             with contextlib.suppress(Exception):
                 netns.remove(name)
@@ -138,11 +172,13 @@ def port(port_id: str, vpc_id: str, subnet_id: str, address: str, mac: str, host
     return config
 
 
-def neighbor(of: port_pb2.PortConfiguration, vni: int) -> neighbor_pb2.NeighborConfiguration:
+def neighbor(of: port_pb2.PortConfiguration, vni: int,
+             kind: int = neighbor_pb2.L2) -> neighbor_pb2.NeighborConfiguration:
+    """``of`` as another host sees it (``kind`` L3: only because of a router)."""
     config = neighbor_pb2.NeighborConfiguration(
         id=f"L2/{of.id}", revision_number=1, vpc_id=of.vpc_id, mac_address=of.mac_address,
         host_ip_address=of.host_info.ip_address)
     for fixed in of.fixed_ips:
         config.fixed_ips.add(subnet_id=fixed.subnet_id, ip_address=fixed.ip_address,
-                             tunnel_id=vni)
+                             tunnel_id=vni, neighbor_type=kind)
     return config

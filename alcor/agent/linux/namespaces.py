@@ -1,6 +1,8 @@
 """How the agent reaches a network namespace and reads links: ``entered`` puts the calling
 thread alone into a namespace while it opens sockets (the agent never forks), ``open_iproute``
-/ ``ThreadRoutes`` give pyroute2 sockets bound to one, and small readers of link attributes."""
+/ ``ThreadRoutes`` give pyroute2 sockets bound to one, ``create_netns`` / ``remove_netns``
+make and delete named namespaces the way ``ip netns`` does (from the calling thread, without
+forking), and small readers of link attributes and sysctls."""
 
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ from typing import Any
 from pyroute2 import IPRoute
 
 _CLONE_NEWNET = 0x40000000
+_MS_BIND = 0x1000
+_MS_REC = 0x4000
+_MS_SHARED = 1 << 20
+_MNT_DETACH = 2
+NETNS_DIR = "/run/netns"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -48,6 +55,90 @@ def entered(netns: str | None) -> Iterator[None]:
             os.close(home)
     finally:
         os.close(target)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def netns_inode(netns: str | None) -> int:
+    """The inode of a network namespace (None: the calling thread's): unique among the
+    namespaces alive, and the same for as long as the namespace lives."""
+    if netns is not None:
+        return os.stat(ns_path(netns)).st_ino
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def is_netns(netns: str) -> bool:
+    """Whether ``netns`` names a live network namespace (not an empty mount point left by a
+    failed or half-done removal)."""
+    try:
+        found = os.stat(ns_path(netns))
+    except OSError:
+        return False
+    return found.st_dev == os.stat("/proc/thread-self/ns/net").st_dev
+
+
+def netns_names() -> list[str]:
+    """The names under /run/netns."""
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def _share_netns_dir() -> None:
+    """/run/netns as a shared mount, as ``ip netns add`` leaves it, so a namespace bound there
+    is seen from every mount namespace that shares it."""
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    directory = NETNS_DIR.encode()
+    if _libc.mount(b"", directory, b"none", _MS_SHARED | _MS_REC, None) == 0:
+        return
+    _check(_libc.mount(directory, directory, b"none", _MS_BIND | _MS_REC, None),
+           f"bind-mounting {NETNS_DIR}")
+    _check(_libc.mount(b"", directory, b"none", _MS_SHARED | _MS_REC, None),
+           f"sharing {NETNS_DIR}")
+
+
+def create_netns(name: str) -> None:
+    """Create the named network namespace (``ip netns add``): the calling thread unshares its
+    network namespace, binds it under /run/netns and goes back home."""
+    _share_netns_dir()
+    path = ns_path(name)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    try:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check(_libc.unshare(_CLONE_NEWNET), "unshare")
+            try:
+                _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none",
+                                   _MS_BIND, None), f"binding {path}")
+            finally:
+                _setns(home)
+        finally:
+            os.close(home)
+    except BaseException:
+        os.unlink(path)
+        raise
+
+
+def remove_netns(name: str) -> None:
+    """Delete the named network namespace (``ip netns del``); its devices go once nothing
+    else holds it (the kernel frees them asynchronously)."""
+    path = ns_path(name)
+    _libc.umount2(path.encode(), _MNT_DETACH)  # fails harmlessly if it is not mounted
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def write_sysctl(netns: str | None, name: str, value: str) -> None:
+    """Set /proc/sys/``name`` in ``netns`` unless it already holds ``value``."""
+    with entered(netns), open(f"/proc/sys/{name}", "r+") as f:
+        if f.read().strip() != value:
+            f.seek(0)
+            f.write(value)
 
 
 def open_iproute(netns: str | None) -> Any:

@@ -16,7 +16,16 @@ resource kind to the Linux helpers.
   own addresses.  Membership changes are collected during a goal state and handed over once
   at its end (``flush``), for the groups the firewall needs: those held, and those their
   rules name as remote group (given as a rule-less configuration).
-- ROUTER, GATEWAY: not programmed by this driver (accepted, nothing done).
+- ROUTER: a router namespace (``router.py``, ``nat.py``) with a ``qr-`` leg on the bridge of
+  each attached subnet (whose segment the router holds, so a subnet this host knows only
+  because of a router gets its bridge), extra routes, and, with an external gateway, the
+  ``qg-`` leg on the provider network's bridge (``--physical-network``), the transit leg and
+  the SNAT/floating-IP translation.  Off the SNAT host the router also holds the FDB entry
+  sending the SNAT host's transit MAC through the tunnel to it.
+- Neighbours feed the routers too: each remote fixed IP becomes a permanent neighbour entry
+  on the ``qr-`` leg of every local router attached to its subnet (an L3 neighbour, which
+  the host has only because of a router, and an L2 one alike).
+- GATEWAY: not programmed by this driver (accepted, nothing done).
 
 A segment lives while anything uses its VNI (the VPC, a subnet, a port, a neighbour), so one
 created lazily for a neighbour goes when its last user does.  Entries two neighbours share
@@ -24,8 +33,9 @@ created lazily for a neighbour goes when its last user does.  Entries two neighb
 
 ``sweep()`` (AgentState calls it once the first full goal state is applied) removes every
 owned kernel object no apply since start asked for: taps, segments, FDB and neighbour
-entries, and (through the firewall's own ``sweep``) chains and set elements; foreign
-interfaces on the agent's bridges are detached, never deleted.
+entries, router namespaces and legs of this host, and (through the firewall's own ``sweep``)
+chains and set elements; foreign interfaces on the agent's bridges are detached, never
+deleted.
 
 The firewall and DHCP collaborators are optional (None: not programmed), and described here
 by the Protocols they must satisfy.
@@ -36,12 +46,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alcor.agent.linux.lease import Lease
 from alcor.agent.linux.overlay import DEFAULT_MTU, FdbKey, NeighKey, Overlay
+from alcor.agent.linux.provider import ProviderBridges, ProviderError
+from alcor.agent.linux.router import RouterConfigError, Routers, Segment, router_spec
 from alcor.agent.linux.workloads import DEFAULT_VETH, LocalPort, Workloads, tap_name
 from alcor.agent.programmer import Configuration
 from alcor.rpc._generated import (
@@ -49,6 +61,7 @@ from alcor.rpc._generated import (
     dhcp_pb2,
     neighbor_pb2,
     port_pb2,
+    router_pb2,
     securitygroup_pb2,
     subnet_pb2,
     vpc_pb2,
@@ -123,12 +136,22 @@ class LinuxProgrammer:
     """Programs one host network namespace (``netns`` None: the agent's own)."""
 
     def __init__(self, local_ip: str, firewall: PortFirewall | None = None,
-                 dhcp: DhcpServer | None = None, netns: str | None = None) -> None:
+                 dhcp: DhcpServer | None = None, netns: str | None = None,
+                 physical_networks: Mapping[str, str] | None = None) -> None:
         self.local_ip = local_ip
         self.firewall = firewall
         self.dhcp = dhcp
         self.overlay = Overlay(local_ip, netns)
         self.workloads = Workloads(self.overlay, netns, on_attached=self._attached)
+        self.providers = ProviderBridges(self.overlay.routes, netns, physical_networks or {})
+        self.routers = Routers(self.overlay.routes, self.overlay.raw, netns)
+        self.router_vnis: dict[str, set[int]] = {}
+        """Router id -> the VNIs its legs use (the routers realized here)."""
+        self.router_fdb: dict[str, dict[FdbKey, str]] = {}
+        """Router id -> the FDB entries it holds (the SNAT host's transit MAC)."""
+        self.routed: dict[str, dict[str, str]] = {}
+        """Subnet id -> remote address -> MAC: what routers attached there need."""
+        self._routed_of: dict[str, dict[tuple[str, str], str]] = {}
         self.vpcs: dict[str, Vpc] = {}
         self.subnets: dict[str, Subnet] = {}
         self.ports: dict[str, LocalPort] = {}
@@ -151,14 +174,17 @@ class LinuxProgrammer:
             common_pb2.VPC: self._apply_vpc, common_pb2.SUBNET: self._apply_subnet,
             common_pb2.PORT: self._apply_port, common_pb2.NEIGHBOR: self._apply_neighbor,
             common_pb2.DHCP: self._apply_dhcp, common_pb2.SECURITYGROUP: self._apply_group,
+            common_pb2.ROUTER: self._apply_router,
         }
         self._deleters: dict[int, Callable[[str], None]] = {
             common_pb2.VPC: self._delete_vpc, common_pb2.SUBNET: self._delete_subnet,
             common_pb2.PORT: self._delete_port, common_pb2.NEIGHBOR: self._delete_neighbor,
             common_pb2.DHCP: self._delete_dhcp, common_pb2.SECURITYGROUP: self._delete_group,
+            common_pb2.ROUTER: self._delete_router,
         }
 
     def close(self) -> None:
+        self.routers.close()
         self.workloads.close()
         self.overlay.close()
         stop = getattr(self.dhcp, "stop", None)
@@ -306,6 +332,7 @@ class LinuxProgrammer:
             self._neigh_holders.setdefault(key, set()).add(neighbor_id)
         self.remotes[neighbor_id] = new
         self.overlay.update(new.fdb, new.neigh, drop_fdb, drop_neigh)
+        self._route_neighbor(neighbor_id, self._routed_entries(config))
         self._membership(neighbor_id, config.security_group_ids,
                          [f.ip_address for f in config.fixed_ips],
                          [p.ip_address for p in config.allow_address_pairs])
@@ -360,6 +387,7 @@ class LinuxProgrammer:
 
     def _delete_neighbor(self, neighbor_id: str) -> None:
         self._membership(neighbor_id, (), (), ())
+        self._route_neighbor(neighbor_id, {})
         old = self.remotes.pop(neighbor_id, None)
         if old is None:
             return
@@ -368,6 +396,93 @@ class LinuxProgrammer:
         self.overlay.update({}, {}, drop_fdb, drop_neigh)
         for vni in old.vnis():
             self._release(vni, (common_pb2.NEIGHBOR, neighbor_id))
+
+    def _routed_entries(self, config: neighbor_pb2.NeighborConfiguration
+                        ) -> dict[tuple[str, str], str]:
+        """(subnet id, address) -> MAC of a remote neighbour's fixed IPs (none if local)."""
+        if not config.host_ip_address or config.host_ip_address == self.local_ip:
+            return {}
+        mac = config.mac_address.lower()
+        return {(f.subnet_id, str(ipaddress.ip_address(f.ip_address))): mac
+                for f in config.fixed_ips if f.subnet_id and f.ip_address}
+
+    def _route_neighbor(self, neighbor_id: str, new: dict[tuple[str, str], str]) -> None:
+        """Record a neighbour's addresses per subnet and hand the changes to the routers."""
+        old = self._routed_of.pop(neighbor_id, {})
+        if new:
+            self._routed_of[neighbor_id] = new
+        if old == new:
+            return
+        puts: dict[str, dict[str, str]] = {}
+        drops: dict[str, list[str]] = {}
+        for subnet_id, ip in old.keys() - new.keys():
+            entries = self.routed.get(subnet_id, {})
+            entries.pop(ip, None)
+            if not entries:
+                self.routed.pop(subnet_id, None)
+            drops.setdefault(subnet_id, []).append(ip)
+        for (subnet_id, ip), mac in new.items():
+            if old.get((subnet_id, ip)) != mac:
+                self.routed.setdefault(subnet_id, {})[ip] = mac
+                puts.setdefault(subnet_id, {})[ip] = mac
+        for subnet_id in puts.keys() | drops.keys():
+            self.routers.neighbours(subnet_id, puts.get(subnet_id, {}),
+                                    drops.get(subnet_id, ()))
+
+    # ROUTER
+
+    def _apply_router(self, router_id: str, config: router_pb2.RouterConfiguration) -> None:
+        gateway = config.external_gateway if config.HasField("external_gateway") else None
+        subnet_ids = [t.subnet_id for t in config.subnet_routing_tables]
+        if gateway is not None and gateway.transit_subnet_id:
+            subnet_ids.append(gateway.transit_subnet_id)
+        user = (common_pb2.ROUTER, router_id)
+        vnis: dict[str, int] = {}
+        for subnet_id in subnet_ids:
+            subnet = self.subnets.get(subnet_id)
+            if subnet is None or not subnet.vni:
+                raise UnknownResource(
+                    f"router {router_id}: subnet {subnet_id} is not known on this host")
+            vnis[subnet_id] = subnet.vni
+        old_vnis = self.router_vnis.get(router_id, set())
+        for vni in sorted(set(vnis.values())):
+            self._use(vni, user)
+        self.router_vnis[router_id] = old_vnis | set(vnis.values())
+        segments = {sid: Segment(self.subnets[sid].network, self.overlay.segments[vni].bridge,
+                                 self.overlay.segments[vni].mtu) for sid, vni in vnis.items()}
+        try:
+            spec = router_spec(config, segments, self.providers.bridge)
+        except (ProviderError, RouterConfigError):
+            # East-west still works here; the way out is reported failed (and retried).
+            spec = router_spec(config, segments, self.providers.bridge, gateway=False)
+            self.routers.apply(spec, self.routed)
+            raise
+        self.routers.apply(spec, self.routed)
+        fdb: dict[FdbKey, str] = {}
+        if gateway is not None and not gateway.is_snat_host and gateway.transit_subnet_id \
+                and gateway.snat_host_ip and gateway.snat_host_ip != self.local_ip:
+            fdb[(vnis[gateway.transit_subnet_id], gateway.snat_transit_mac.lower())] = \
+                gateway.snat_host_ip
+        self._hold_router_fdb(router_id, fdb)
+        self.router_vnis[router_id] = set(vnis.values())
+        for vni in old_vnis - set(vnis.values()):
+            self._release(vni, user)
+
+    def _hold_router_fdb(self, router_id: str, fdb: dict[FdbKey, str]) -> None:
+        holder = f"router/{router_id}"
+        old = self.router_fdb.pop(router_id, {})
+        drop = self._unhold(self._fdb_holders, old.keys() - fdb.keys(), holder)
+        for key in fdb:
+            self._fdb_holders.setdefault(key, set()).add(holder)
+        if fdb:
+            self.router_fdb[router_id] = fdb
+        self.overlay.update(fdb, {}, drop)
+
+    def _delete_router(self, router_id: str) -> None:
+        self.routers.delete(router_id)
+        self._hold_router_fdb(router_id, {})
+        for vni in self.router_vnis.pop(router_id, set()):
+            self._release(vni, (common_pb2.ROUTER, router_id))
 
     # DHCP
 
@@ -469,6 +584,7 @@ class LinuxProgrammer:
     def sweep(self) -> None:
         """Remove owned kernel objects that no apply since start asked for."""
         removed = self.workloads.sweep(set(self.ports))
+        removed += self.routers.sweep(set(self.router_vnis))
         removed += self.overlay.sweep(set(self.users), set(self._fdb_holders),
                                       set(self._neigh_holders))
         if self.firewall is not None:
