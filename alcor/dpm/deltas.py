@@ -1,6 +1,7 @@
 """Which hosts may be sent a delta instead of their whole goal state, and of what.
 
-A host whose own resources did not change, only some of its neighbours, needs just those
+A host whose own resources did not change, only some of its neighbours (and no router's
+state: ``placement.port_changes`` says when a port batch may change one), needs just those
 neighbours' entries: a one-port change in a network spread over a thousand hosts then costs a
 thousand tiny messages instead of a thousand full ones.  A delta is only correct against the
 exact goal state the host holds, so this controller remembers, per host:

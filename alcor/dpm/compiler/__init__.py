@@ -2,10 +2,11 @@
 
 ``compile_host(txn, node)`` reads what the node must hold (``intent``) and returns it as a
 serialized GoalStateV2, update_type FULL in every configuration: VPCs, subnets, ports, DHCP,
-neighbours and security groups (one module per section), with ``host_resources[local_ip]``
-listing every resource in the message (VPCs, subnets, ports, neighbours, security groups, DHCP;
-each by id).  Every configuration carries its resource's own ``revision_number``; VPCs and
-subnets are INFO (context, as upstream sends them), everything else CREATE.  It writes nothing;
+neighbours, security groups and routers (one module per section), with
+``host_resources[local_ip]`` listing every resource in the message (VPCs, subnets, ports,
+neighbours, security groups, DHCP, routers; each by id).  Every configuration carries its
+resource's own ``revision_number``; VPCs and subnets are INFO (context, as upstream sends
+them), everything else CREATE.  It writes nothing;
 the neighbour cache it keeps in memory (``cache``, by default one per process) never changes
 the output, only how fast it comes.
 
@@ -36,6 +37,7 @@ from alcor.dpm.compiler.neighbors import (
     neighbour_states,
 )
 from alcor.dpm.compiler.ports import port_states
+from alcor.dpm.compiler.routers import router_states
 from alcor.dpm.compiler.security_groups import security_group_states
 from alcor.dpm.compiler.subnets import subnet_states
 from alcor.dpm.compiler.vpcs import vpc_states
@@ -62,18 +64,21 @@ class OwnStates:
     ports: dict[str, Any]
     dhcp: dict[str, Any]
     groups: dict[str, Any]
+    routers: dict[str, Any]
 
     @classmethod
     def of(cls, intent: HostIntent) -> OwnStates:
         return cls(vpc_states(intent), subnet_states(intent), port_states(intent),
-                   dhcp_states(intent), security_group_states(intent))
+                   dhcp_states(intent), security_group_states(intent),
+                   router_states(intent.routers, intent.node, host_intent.host_keys(intent.node)))
 
     def before_neighbours(self) -> list[goalstate_pb2.ResourceIdType]:
         return [*_ids(common_pb2.VPC, self.vpcs), *_ids(common_pb2.SUBNET, self.subnets),
                 *_ids(common_pb2.PORT, self.ports)]
 
     def after_neighbours(self) -> list[goalstate_pb2.ResourceIdType]:
-        return [*_ids(common_pb2.SECURITYGROUP, self.groups), *_ids(common_pb2.DHCP, self.dhcp)]
+        return [*_ids(common_pb2.SECURITYGROUP, self.groups), *_ids(common_pb2.DHCP, self.dhcp),
+                *_ids(common_pb2.ROUTER, self.routers)]
 
 
 def _ids(type_: common_pb2.ResourceType, states: Mapping[str, Any]
@@ -84,7 +89,8 @@ def _ids(type_: common_pb2.ResourceType, states: Mapping[str, Any]
 def _fill(message: goalstate_pb2.GoalStateV2, own: OwnStates) -> None:
     for field, states in (("vpc_states", own.vpcs), ("subnet_states", own.subnets),
                           ("port_states", own.ports), ("dhcp_states", own.dhcp),
-                          ("security_group_states", own.groups)):
+                          ("security_group_states", own.groups),
+                          ("router_states", own.routers)):
         target = getattr(message, field)
         for key, state in states.items():
             target[key].CopyFrom(state)
@@ -154,4 +160,5 @@ def compile_intent(txn: Transaction, intent: HostIntent, cache: NeighbourCache =
         _map_field(TAGS["dhcp_states"], own.dhcp),
         *map(itemgetter(0), cached),
         _map_field(TAGS["security_group_states"], own.groups),
+        _map_field(TAGS["router_states"], own.routers),
     ])

@@ -1,11 +1,17 @@
 """The stored intent one host's goal state is compiled from, read in one transaction.
 
-A host holds the ports bound to it (``binding:host_id`` is its ``node_id`` or its
+A host holds the workload ports bound to it (``binding:host_id`` is its ``node_id`` or its
 ``node_name``), their networks, the subnets of their fixed IPs, their security groups with
-every rule, and its neighbours: every port bound to another registered node that has a fixed
-IP in one of those subnets.  Neighbours are read as bare references (port id, revision,
-``binding:host_id``) so that a warm compile never loads or decodes their rows;
-``neighbour_rows`` loads the ones whose entries must be serialized.
+every rule, and its neighbours: every workload port bound to another registered node that has
+a fixed IP in one of those subnets.  Then ``alcor.dpm.compiler.presence`` adds the routers
+present on the host, their subnets and networks, and the neighbours they bring.  Neighbours
+are read as bare references (port id, revision, ``binding:host_id``) so that a warm compile
+never loads or decodes their rows; ``neighbour_rows`` loads the ones whose entries must be
+serialized.
+
+Infrastructure ports (router interfaces and gateways, floating IP and DHCP ports;
+``INFRASTRUCTURE_OWNERS``) are no workload: never a host's port nor anyone's neighbour, even
+bound (a router's gateway port names its SNAT host that way).
 
 Reads that the store's statement helpers cannot express (DISTINCT, NOT IN, a cast) are plain
 SQL run on the transaction's connection with the dialect's placeholders; nothing here writes.
@@ -14,18 +20,32 @@ SQL run on the transaction's connection with the dialect's placeholders; nothing
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from alcor.db.store import Transaction
+from alcor.ipam.addresses import ROUTER_PORT_OWNERS
+
+if TYPE_CHECKING:
+    from alcor.dpm.compiler.routers import RouterIntent
 
 Row = dict[str, Any]
 
 CHUNK = 1000
 """Most values bound in one IN list (SQLite and PostgreSQL cap bound parameters)."""
+
+INFRASTRUCTURE_OWNERS = frozenset({*ROUTER_PORT_OWNERS, "network:floatingip", "network:dhcp"})
+"""``device_owner`` values of ports that are no workload (see the module docstring)."""
+WORKLOAD = "device_owner NOT IN ({})".format(
+    ", ".join(f"'{owner}'" for owner in sorted(INFRASTRUCTURE_OWNERS)))
+"""SQL condition: a ``ports`` row (unaliased) is a workload port."""
+
+
+def is_workload(port: Mapping[str, Any]) -> bool:
+    return port["device_owner"] not in INFRASTRUCTURE_OWNERS
 
 
 class HostAddress(NamedTuple):
@@ -55,9 +75,16 @@ class HostIntent:
     rules: dict[str, list[Row]]
     """Each of those groups' rules, by rule id."""
     neighbours: list[NeighbourRef]
-    """Other registered nodes' ports in the host's subnets, by port id."""
+    """Other registered nodes' ports in the host's subnets, by port id, and (once routers are
+    added) in the present routers' subnets on the networks of the host's ports: the
+    neighbours whose fixed IPs are sent as L2."""
     hosts: dict[str, HostAddress]
     """The neighbours' ``binding:host_id`` values -> their nodes' addresses."""
+    routed: list[NeighbourRef] = field(default_factory=list)
+    """Other registered nodes' ports in the present routers' subnets on other networks, by
+    port id: the neighbours sent as L3 (disjoint from ``neighbours``)."""
+    routers: list[RouterIntent] = field(default_factory=list)
+    """The routers present on the host, by id."""
 
     @property
     def address(self) -> HostAddress:
@@ -145,8 +172,17 @@ def _group_rules(txn: Transaction, group_ids: list[str]) -> dict[str, list[Row]]
 def load(txn: Transaction, node: Mapping[str, Any], shared: SharedReads | None = None
          ) -> HostIntent:
     """Everything the host holds, with its neighbours as references (``shared`` lets the
-    hosts compiled on one ``txn`` read each network's neighbours once)."""
-    ports = txn.select("ports", {"binding:host_id": host_keys(node)}, order_by=("id",))
+    hosts compiled on one ``txn`` read each network's neighbours once), routers included."""
+    from alcor.dpm.compiler import presence  # presence builds on this module
+
+    return presence.extend(txn, load_switched(txn, node, shared), shared or SharedReads())
+
+
+def load_switched(txn: Transaction, node: Mapping[str, Any], shared: SharedReads | None = None
+                  ) -> HostIntent:
+    """``load`` without routers: the host's ports and what they share a subnet with."""
+    ports = [p for p in txn.select("ports", {"binding:host_id": host_keys(node)},
+                                   order_by=("id",)) if is_workload(p)]
     net_ids = sorted({p["network_id"] for p in ports})
     networks = {n["id"]: n for n in txn.select("networks", {"id": net_ids})}
     all_subnets = txn.select("subnets", {"network_id": net_ids}, order_by=("id",))
@@ -164,8 +200,8 @@ def load(txn: Transaction, node: Mapping[str, Any], shared: SharedReads | None =
 # --- neighbours ------------------------------------------------------------------------------
 
 
-def _covered_networks(all_subnets: Iterable[Mapping[str, Any]], used: set[str]
-                      ) -> tuple[list[str], list[str]]:
+def covered_networks(all_subnets: Iterable[Mapping[str, Any]], used: set[str]
+                     ) -> tuple[list[str], list[str]]:
     """Networks whose every subnet the host uses (all their addressed ports are neighbour
     candidates) and networks it uses only some subnets of (membership needs fixed_ips)."""
     by_net: dict[str, set[str]] = {}
@@ -178,21 +214,21 @@ def _covered_networks(all_subnets: Iterable[Mapping[str, Any]], used: set[str]
 
 _WHOLE = ("SELECT id, revision_number, binding_host_id FROM ports "
           "WHERE network_id IN ({nets}) AND binding_host_id NOT IN ({mine}) "
-          "AND binding_host_id <> '' AND CAST(fixed_ips AS TEXT) <> '[]'")
+          "AND binding_host_id <> '' AND CAST(fixed_ips AS TEXT) <> '[]' AND " + WORKLOAD)
 _PART = ("SELECT id, revision_number, binding_host_id, fixed_ips FROM ports "
          "WHERE network_id IN ({nets}) AND binding_host_id NOT IN ({mine}) "
-         "AND binding_host_id <> ''")
+         "AND binding_host_id <> '' AND " + WORKLOAD)
 
 
 _NETWORK = ("SELECT id, revision_number, binding_host_id FROM ports WHERE network_id = {mark} "
-            "AND binding_host_id <> '' AND CAST(fixed_ips AS TEXT) <> '[]'")
+            "AND binding_host_id <> '' AND CAST(fixed_ips AS TEXT) <> '[]' AND " + WORKLOAD)
 
 
-_PORT_ROWS = ("SELECT id, revision_number, binding_host_id, network_id, fixed_ips FROM ports "
-              "WHERE id IN ({in})")
+_PORT_ROWS = ("SELECT id, revision_number, binding_host_id, network_id, fixed_ips, "
+              "device_owner FROM ports WHERE id IN ({in})")
 _SUBNET_COUNT = "SELECT COUNT(*) FROM subnets WHERE network_id = {mark}"
 _USING = ("SELECT DISTINCT binding_host_id FROM ports WHERE network_id = {mark} "
-          "AND binding_host_id <> '' AND CAST(fixed_ips AS TEXT) <> '[]'")
+          "AND binding_host_id <> '' AND CAST(fixed_ips AS TEXT) <> '[]' AND " + WORKLOAD)
 
 
 class SharedReads:
@@ -206,6 +242,11 @@ class SharedReads:
         self._ports: dict[str, Row] = {}
         self._using: dict[str, set[str] | None] = {}
         self._networks: dict[str, Row] = {}
+        self.routers: dict[str, RouterIntent | None] = {}
+        """Routers by id as ``presence`` read them (None: no such router)."""
+        self._any_routers: bool | None = None
+        self.attached: dict[str, bool] = {}
+        """Subnet id -> whether a router has an interface on it (``presence``)."""
 
     def network_ports(self, txn: Transaction, network_id: str) -> list[NeighbourRef]:
         found = self._network_ports.get(network_id)
@@ -217,12 +258,13 @@ class SharedReads:
 
     def port_rows(self, txn: Transaction, port_ids: Iterable[str]) -> dict[str, Row]:
         """Ports by id (those that exist) with id, revision_number, binding_host_id,
-        network_id and fixed_ips: what a delta decides neighbourhood from."""
+        network_id, fixed_ips and device_owner: what a delta decides neighbourhood from."""
         unknown = sorted(set(port_ids) - self._ports.keys())
-        for port_id, revision, host, network_id, fixed in fetch_in(txn, _PORT_ROWS, unknown):
+        for port_id, revision, host, network_id, fixed, owner in fetch_in(txn, _PORT_ROWS,
+                                                                          unknown):
             self._ports[port_id] = {"id": port_id, "revision_number": revision,
                                     "binding_host_id": host, "network_id": network_id,
-                                    "fixed_ips": json_value(fixed)}
+                                    "fixed_ips": json_value(fixed), "device_owner": owner}
         return {p: self._ports[p] for p in port_ids if p in self._ports}
 
     def hosts_using(self, txn: Transaction, network_id: str) -> set[str] | None:
@@ -234,6 +276,12 @@ class SharedReads:
                 {row[0] for row in fetch(txn, _USING.format(mark=marks(txn, 1)), [network_id])}
                 if subnets[0][0] == 1 else None)
         return self._using[network_id]
+
+    def any_routers(self, txn: Transaction) -> bool:
+        """Whether any router exists (if not, no host needs to look for one)."""
+        if self._any_routers is None:
+            self._any_routers = bool(fetch(txn, "SELECT id FROM routers LIMIT 1", []))
+        return self._any_routers
 
     def networks(self, txn: Transaction, network_ids: Iterable[str]) -> dict[str, Row]:
         unknown = sorted(set(network_ids) - self._networks.keys())
@@ -249,7 +297,7 @@ class SharedReads:
         return {name: found for name in names if (found := self._hosts[name]) is not None}
 
 
-def _candidates(txn: Transaction, mine: list[str], whole: list[str], part: list[str],
+def candidates(txn: Transaction, mine: list[str], whole: list[str], part: list[str],
                 used: set[str], shared: SharedReads | None) -> list[NeighbourRef]:
     """(port id, revision, binding:host_id) of other hosts' ports in the host's subnets."""
     found: list[NeighbourRef] = []
@@ -275,8 +323,8 @@ def neighbour_refs(txn: Transaction, node: Mapping[str, Any],
     """Every port bound to another registered node with a fixed IP in ``used``, by id, and
     the addresses of the nodes they name."""
     mine = host_keys(node)
-    whole, part = _covered_networks(all_subnets, used)
-    found = _candidates(txn, mine, whole, part, used, shared)
+    whole, part = covered_networks(all_subnets, used)
+    found = candidates(txn, mine, whole, part, used, shared)
     named = {ref[2] for ref in found}
     resolved = (shared.resolve(txn, named) if shared is not None
                 else resolve_hosts(txn, named))

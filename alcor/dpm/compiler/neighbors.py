@@ -1,25 +1,31 @@
-"""Neighbour states (L2) and their serialized form, built once and reused for every host.
+"""Neighbour states and their serialized form, built once and reused for every host.
 
-A host's neighbours are the other registered nodes' ports in its subnets.  Each is keyed
-``L2/<port_id>`` (the configuration's id too): mac, the port's name and network, the node's
-tunnel IP and MAC as ``host_ip_address`` / ``host_mac_address``, every fixed IP of the port
-(neighbor_type L2, subnet, address, tunnel_id = the network's VNI) and its allowed address
-pairs, and (an Alcor extension) its security groups, from which the agent knows the members
-of remote groups; CREATE with the port's revision.  Every fixed IP, not only those in the receiving
-host's subnets: the entry is then the same bytes for every host (all of a network's subnets
-share its VNI, so the addresses are reachable alike).
+A host's neighbours are the other registered nodes' workload ports in its subnets, and in the
+subnets of the routers present on it (``presence``).  Each is keyed ``L2/<port_id>`` (the
+configuration's id too): mac, the port's name and network, the node's tunnel IP and MAC as
+``host_ip_address`` / ``host_mac_address``, every fixed IP of the port (subnet, address,
+tunnel_id = the network's VNI, and neighbor_type: L2 when the host has a port on the
+neighbour's network, L3 when it holds the neighbour only because of a router) and its
+allowed address pairs, and (an Alcor extension) its security groups, from which the agent
+knows the members of remote groups; CREATE with the port's revision.  Every fixed IP, not
+only those in the receiving host's subnets: the entry is then the same bytes for every host
+that holds it with the same type (all of a network's subnets share its VNI, so the addresses
+are reachable alike).
 
-An entry depends on the port's revision and on its node's address only (a network's VNI never
-changes), so it is serialized once and reused by every host: ``NeighbourCache`` keeps the
-bytes of its ``neighbor_states`` map entry (field 7: ``{1: key, 2: NeighborState}``) and of
-its ``HostResources`` entry, for the revision and node address they were built from.
+An entry depends on the port's revision, its node's address and its type only (a network's
+VNI never changes), so it is serialized once and reused by every host: ``NeighbourCache``
+keeps the bytes of its ``neighbor_states`` map entry (field 7: ``{1: key, 2: NeighborState}``)
+and of its ``HostResources`` entry, for the revision and node address they were built from;
+L3 entries in a second cache of the same kind (``NeighbourCache.routed``).
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from alcor.db.store import Transaction
@@ -36,7 +42,8 @@ def neighbour_id(port_id: str) -> str:
     return PREFIX + port_id
 
 
-def neighbour_state(port: Mapping[str, Any], network: Mapping[str, Any], host: HostAddress
+def neighbour_state(port: Mapping[str, Any], network: Mapping[str, Any], host: HostAddress,
+                    kind: neighbor_pb2.NeighborType = neighbor_pb2.L2
                     ) -> neighbor_pb2.NeighborState:
     # Fields are assigned one by one: three times faster than nested keyword construction,
     # which matters when a cold cache serializes tens of thousands of entries.
@@ -54,7 +61,7 @@ def neighbour_state(port: Mapping[str, Any], network: Mapping[str, Any], host: H
     tunnel_id = vni(network)
     for ip in port["fixed_ips"]:
         fixed = config.fixed_ips.add()
-        fixed.neighbor_type = neighbor_pb2.L2
+        fixed.neighbor_type = kind
         fixed.subnet_id = ip["subnet_id"]
         fixed.ip_address = ip["ip_address"]
         fixed.tunnel_id = tunnel_id
@@ -112,9 +119,10 @@ class Entry(NamedTuple):
     """The ``HostResources.resources`` entry, tag included."""
 
 
-def build_entry(port: Mapping[str, Any], network: Mapping[str, Any], host: HostAddress) -> Entry:
+def build_entry(port: Mapping[str, Any], network: Mapping[str, Any], host: HostAddress,
+                kind: neighbor_pb2.NeighborType = neighbor_pb2.L2) -> Entry:
     key = neighbour_id(port["id"])
-    state = neighbour_state(port, network, host).SerializeToString()
+    state = neighbour_state(port, network, host, kind).SerializeToString()
     return Entry(map_entry(NEIGHBOR_STATES_TAG, key, state),
                  resource_entry(common_pb2.NEIGHBOR, key))
 
@@ -134,6 +142,7 @@ class NeighbourCache:
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
+        self._routed: NeighbourCache | None = None
         self._entries: OrderedDict[NeighbourRef, Entry] = OrderedDict()
         self._by_port: dict[str, NeighbourRef] = {}
         self._by_host: dict[str, set[NeighbourRef]] = {}
@@ -144,6 +153,14 @@ class NeighbourCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def routed(self) -> NeighbourCache:
+        """The cache of L3 entries (made on first use, with the same capacity)."""
+        with self._lock:
+            if self._routed is None:
+                self._routed = NeighbourCache(self.capacity)
+            return self._routed
 
     def lookup(self, refs: Sequence[NeighbourRef], hosts: Mapping[str, HostAddress]
                ) -> list[Entry | None]:
@@ -175,6 +192,8 @@ class NeighbourCache:
                 self._forget(next(iter(self._entries)))
 
     def clear(self) -> None:
+        if self._routed is not None:
+            self._routed.clear()
         with self._lock:
             self._entries.clear()
             self._by_port.clear()
@@ -198,30 +217,49 @@ SHARED = NeighbourCache()
 """The process's cache (the compiler's default)."""
 
 
-def entries(txn: Transaction, intent: HostIntent, cache: NeighbourCache) -> list[Entry]:
-    """Every neighbour's entry in key order, serializing only those the cache lacks."""
-    found = cache.lookup(intent.neighbours, intent.hosts)
+def _entries(txn: Transaction, refs: Sequence[NeighbourRef], intent: HostIntent,
+             cache: NeighbourCache, kind: neighbor_pb2.NeighborType) -> list[Entry | None]:
+    """The entries of ``refs`` (of one type), serializing only those the cache lacks; None
+    for a port gone since its reference was read."""
+    found = cache.lookup(refs, intent.hosts)
     if None not in found:
-        return found  # type: ignore[return-value]  # every entry was found
-    missing = [ref for ref, entry in zip(intent.neighbours, found, strict=True) if entry is None]
+        return found
+    missing = [ref for ref, entry in zip(refs, found, strict=True) if entry is None]
     rows = neighbour_rows(txn, [port_id for port_id, _, _ in missing], intent.networks)
     fresh = {
         ref: build_entry(rows[ref[0]], intent.networks[rows[ref[0]]["network_id"]],
-                         intent.hosts[ref[2]])
+                         intent.hosts[ref[2]], kind)
         for ref in missing if ref[0] in rows
     }
     cache.store(fresh, intent.hosts)
-    out = [entry or fresh.get(ref) for ref, entry in zip(intent.neighbours, found, strict=True)]
-    return [e for e in out if e is not None]
+    return [entry or fresh.get(ref) for ref, entry in zip(refs, found, strict=True)]
+
+
+def entries(txn: Transaction, intent: HostIntent, cache: NeighbourCache) -> list[Entry]:
+    """Every neighbour's entry (L2, and L3 from ``cache.routed``) in key order."""
+    switched = _entries(txn, intent.neighbours, intent, cache, neighbor_pb2.L2)
+    if not intent.routed:
+        if None not in switched:
+            return switched  # type: ignore[return-value]  # every entry was found
+        return [e for e in switched if e is not None]
+    routed = _entries(txn, intent.routed, intent, cache.routed, neighbor_pb2.L3)
+    merged = heapq.merge(zip([ref[0] for ref in intent.neighbours], switched, strict=True),
+                         zip([ref[0] for ref in intent.routed], routed, strict=True),
+                         key=itemgetter(0))
+    return [entry for _, entry in merged if entry is not None]
 
 
 def neighbour_states(txn: Transaction, intent: HostIntent
                      ) -> dict[str, neighbor_pb2.NeighborState]:
-    """The neighbours as messages, built from their rows (no cache): the reference path."""
-    rows = neighbour_rows(txn, [port_id for port_id, _, _ in intent.neighbours],
-                          intent.networks)
+    """The neighbours as messages in key order, built from their rows (no cache): the
+    reference path."""
+    kinds = {ref[0]: neighbor_pb2.L2 for ref in intent.neighbours}
+    kinds.update({ref[0]: neighbor_pb2.L3 for ref in intent.routed})
+    hosts = {ref[0]: ref[2] for ref in [*intent.neighbours, *intent.routed]}
+    rows = neighbour_rows(txn, sorted(kinds), intent.networks)
     return {
         neighbour_id(port_id): neighbour_state(
-            rows[port_id], intent.networks[rows[port_id]["network_id"]], intent.hosts[host])
-        for port_id, _, host in intent.neighbours if port_id in rows
+            rows[port_id], intent.networks[rows[port_id]["network_id"]],
+            intent.hosts[hosts[port_id]], kinds[port_id])
+        for port_id in sorted(kinds) if port_id in rows
     }
