@@ -1,6 +1,7 @@
-"""What fullstack tests do to a running lab: create networks, security groups and "VMs"
-(ports bound to a host whose ``binding:profile`` names a workload namespace) through the
-Neutron API, and probe connectivity from inside workloads (ping, TCP, DHCP).  ``Cloud``
+"""What fullstack tests do to a running lab: create networks, security groups, "VMs" (ports
+bound to a host whose ``binding:profile`` names a workload namespace), routers and floating
+IPs through the Neutron API, and probe connectivity from inside workloads and from the lab's
+external namespace (ping, TCP, DHCP, the source address the outside sees).  ``Cloud``
 remembers everything it made and removes it in ``cleanup()``, also after a failure.
 
 Waits are bounded and fail with what the server and agents said; no sleeps: ports are
@@ -23,7 +24,15 @@ from typing import Any
 import httpx
 
 from alcor.lab.stack import Stack
-from alcor.lab.topology import Lab, LabProcess, ip, run_in
+from alcor.lab.topology import (
+    EXTERNAL_CIDR,
+    EXTERNAL_GATEWAY,
+    PHYSICAL_NETWORK,
+    Lab,
+    LabProcess,
+    ip,
+    run_in,
+)
 
 PROJECT = "proj-fs"
 WAIT_SECONDS = "30"
@@ -49,6 +58,18 @@ try:
 except OSError as e:
     print("error", e); sys.exit(1)
 """
+
+WHO_AM_I_PORT = 7070
+WHO_AM_I = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(16)
+print("listening", flush=True)
+while True:
+    c, peer = s.accept()
+    c.sendall(peer[0].encode() + b"\\n"); c.close()
+"""
+"""A TCP server answering each client with the source address it saw."""
 
 DHCP_SCRIPT = """#!/bin/sh
 # udhcpc event script for tests: record what the server offered; configure nothing.
@@ -110,6 +131,8 @@ class Cloud:
         self.ports: list[str] = []
         self.groups: list[str] = []
         self.networks: list[str] = []
+        self.routers: list[str] = []
+        self.floating_ips: list[str] = []
         self.workloads: list[str] = []
         self.servers: list[LabProcess] = []
 
@@ -128,6 +151,62 @@ class Cloud:
             "network_id": net["id"], "cidr": cidr, "ip_version": 4, "name": name,
             "dns_nameservers": ["198.51.100.53"]}}), f"subnet {cidr}")
         return Net(net["id"], subnet["id"], cidr, subnet["gateway_ip"])
+
+    def external_network(self, name: str = "public") -> Net:
+        """A flat ``router:external`` network on the lab's provider network, its subnet the
+        external namespace's (gateway ``EXTERNAL_GATEWAY``), addresses from .100 to .200."""
+        net = self._created(self.api.post("/v2.0/networks", json={"network": {
+            "name": name, "router:external": True, "provider:network_type": "flat",
+            "provider:physical_network": PHYSICAL_NETWORK}}), f"external network {name}")
+        self.networks.append(net["id"])
+        hosts = list(EXTERNAL_CIDR.hosts())
+        subnet = self._created(self.api.post("/v2.0/subnets", json={"subnet": {
+            "network_id": net["id"], "cidr": str(EXTERNAL_CIDR), "ip_version": 4,
+            "name": name, "gateway_ip": EXTERNAL_GATEWAY, "enable_dhcp": False,
+            "allocation_pools": [{"start": str(hosts[99]), "end": str(hosts[199])}]}}),
+            f"subnet {EXTERNAL_CIDR}")
+        return Net(net["id"], subnet["id"], str(EXTERNAL_CIDR), subnet["gateway_ip"])
+
+    def router(self, name: str, *, external: Net | None = None) -> dict[str, Any]:
+        """A router (with its gateway on ``external`` when given)."""
+        body: dict[str, Any] = {"name": name}
+        if external is not None:
+            body["external_gateway_info"] = {"network_id": external.id}
+        router = self._created(self.api.post("/v2.0/routers", json={"router": body}),
+                               f"router {name}")
+        self.routers.append(router["id"])
+        return router
+
+    def add_interface(self, router: dict[str, Any], net: Net) -> dict[str, Any]:
+        resp = self.api.put(f"/v2.0/routers/{router['id']}/add_router_interface",
+                            json={"subnet_id": net.subnet_id})
+        assert resp.status_code == 200, f"add_router_interface: {resp.status_code} {resp.text}"
+        return dict(resp.json())
+
+    def remove_interface(self, router: dict[str, Any], net: Net) -> None:
+        resp = self.api.put(f"/v2.0/routers/{router['id']}/remove_router_interface",
+                            json={"subnet_id": net.subnet_id})
+        assert resp.status_code == 200, f"remove_router_interface: {resp.status_code} {resp.text}"
+
+    def update_router(self, router: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        resp = self.api.put(f"/v2.0/routers/{router['id']}", json={"router": changes})
+        assert resp.status_code == 200, f"updating router: {resp.status_code} {resp.text}"
+        return dict(resp.json()["router"])
+
+    def floating_ip(self, external: Net, vm: Vm) -> str:
+        """A floating IP on ``external`` associated with ``vm``'s port; returns its address."""
+        fip = self._created(self.api.post("/v2.0/floatingips", json={"floatingip": {
+            "floating_network_id": external.id, "port_id": vm.id}}), f"floating IP for {vm.name}")
+        self.floating_ips.append(fip["id"])
+        assert fip["fixed_ip_address"] == vm.ip, fip
+        return str(fip["floating_ip_address"])
+
+    def disassociate(self, address: str) -> None:
+        found = self.api.get("/v2.0/floatingips",
+                             params={"floating_ip_address": address}).json()["floatingips"]
+        resp = self.api.put(f"/v2.0/floatingips/{found[0]['id']}",
+                            json={"floatingip": {"port_id": None}})
+        assert resp.status_code == 200, resp.text
 
     def group(self, name: str) -> str:
         """A new security group: Neutron gives it egress rules and no ingress rule."""
@@ -197,7 +276,36 @@ class Cloud:
         ports = self.api.get("/v2.0/ports", params={"binding:host_id": host}).json()["ports"]
         return {str(p["id"]) for p in ports}
 
-    # probes, from inside workloads
+    # probes, from inside workloads and from the outside
+
+    def outside_pings(self, address: str, timeout: float = 5.0) -> bool:
+        """Whether ``address`` answers a ping from the lab's external namespace."""
+        done = run_in(self.lab.external, "ping", "-n", "-q", "-c", "1", "-w",
+                      str(int(timeout)), "-W", "1", address, timeout=timeout + 10)
+        return done.returncode == 0
+
+    def outside_silent(self, address: str) -> bool:
+        done = run_in(self.lab.external, "ping", "-n", "-q", "-c", "3", "-i", "0.3", "-W",
+                      "1", address, timeout=20)
+        return done.returncode != 0
+
+    def serve_who_am_i(self) -> None:
+        """A TCP server in the external namespace telling clients their source address."""
+        server = self.lab.spawn(f"who-am-i-{len(self.servers)}", [
+            sys.executable, "-c", WHO_AM_I, str(WHO_AM_I_PORT)], netns=self.lab.external)
+        self.servers.append(server)
+        assert server.wait_for("listening", 20), server.log()
+
+    def tcp_from_outside(self, address: str, port: int = TCP_PORT) -> str | None:
+        """What a TCP server at ``address:port`` answers the external namespace."""
+        done = run_in(self.lab.external, sys.executable, "-c", TCP_CLIENT, address, str(port),
+                      timeout=20)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def source_seen_outside(self, src: Vm) -> str | None:
+        """The source address the external server sees ``src`` connect from (None: no
+        connection)."""
+        return self.tcp(src, EXTERNAL_GATEWAY, WHO_AM_I_PORT)
 
     def pings(self, src: Vm, address: str, *, source: str | None = None,
               timeout: float = 5.0) -> bool:
@@ -264,6 +372,11 @@ class Cloud:
         whatever state a failed test left it in."""
         for server in self.servers:
             server.stop()
+        for fip in reversed(self.floating_ips):
+            with contextlib.suppress(httpx.HTTPError):
+                self.api.delete(f"/v2.0/floatingips/{fip}")
+        for router in reversed(self.routers):
+            self._remove_router(router)
         for port_id in reversed(self.ports):
             with contextlib.suppress(httpx.HTTPError):
                 self.api.delete(f"/v2.0/ports/{port_id}")
@@ -276,3 +389,14 @@ class Cloud:
         for netns in self.workloads:
             self.lab.remove_workload(netns)
         self.api.close()
+
+    def _remove_router(self, router_id: str) -> None:
+        """Detach every interface, then delete the router (its gateway port goes with it)."""
+        with contextlib.suppress(httpx.HTTPError):
+            ports = self.api.get("/v2.0/ports", params={
+                "device_id": router_id, "device_owner": "network:router_interface"}).json()
+            for port in ports.get("ports", []):
+                for fixed in port["fixed_ips"]:
+                    self.api.put(f"/v2.0/routers/{router_id}/remove_router_interface",
+                                 json={"subnet_id": fixed["subnet_id"]})
+            self.api.delete(f"/v2.0/routers/{router_id}")
