@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# OpenStack Keystone for the authentication tests, in a virtualenv of its own (its pins would
+# fight ours); tests/keystone_cloud.py runs it.
+KEYSTONE_VENV    ?= .venv-keystone
+KEYSTONE_VERSION ?= 30.0.0
+KEYSTONE_STAMP   := $(KEYSTONE_VENV)/.installed
 
-.PHONY: run test lint typecheck check bench demo clean
+.PHONY: run test lint typecheck check bench demo clean keystone
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,13 +17,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(KEYSTONE_STAMP):
+	test -x $(KEYSTONE_VENV)/bin/python || $(PYTHON) -m venv $(KEYSTONE_VENV)
+	$(KEYSTONE_VENV)/bin/pip install --quiet --upgrade pip
+	$(KEYSTONE_VENV)/bin/pip install --quiet 'keystone==$(KEYSTONE_VERSION)'
+	touch $(KEYSTONE_STAMP)
+
+## keystone: the identity service the authentication tests run (.venv-keystone, about 45 s)
+keystone: $(KEYSTONE_STAMP)
+
 ## run: start the all-in-one server on 127.0.0.1:9696 with its SQLite file under ./var
 run: $(STAMP)
 	mkdir -p var
 	$(BIN)/alcor server
 
-## test: lint, type-check and run every test (PostgreSQL tests start their own cluster)
-test: $(STAMP) lint typecheck
+## test: lint, type-check and run every test (PostgreSQL and Keystone tests start their own)
+test: $(STAMP) $(KEYSTONE_STAMP) lint typecheck
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -42,4 +56,4 @@ demo: $(STAMP)
 	$(BIN)/alcor demo
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(KEYSTONE_VENV) var .pytest_cache .mypy_cache .ruff_cache

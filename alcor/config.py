@@ -83,14 +83,80 @@ class DpmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaSettings:
+    """How many of each resource a project may hold unless ``PUT /v2.0/quotas/{project}`` set
+    its own limit (Neutron's defaults); -1 means unlimited."""
+
+    network: int = 100
+    """Networks per project."""
+    subnet: int = 100
+    """Subnets per project."""
+    port: int = 500
+    """Ports per project."""
+    router: int = 10
+    """Routers per project."""
+    floatingip: int = 50
+    """Floating IPs per project."""
+    security_group: int = 10
+    """Security groups per project (its ``default`` group counts)."""
+    security_group_rule: int = 100
+    """Security group rules per project (the rules every new group gets count)."""
+
+
+AUTH_STRATEGIES = ("noauth", "keystone")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    strategy: str = "noauth"
+    """``noauth`` (every request is an admin of X-Project-Id's project) or ``keystone``
+    (X-Auth-Token validated against the identity service; roles decide what a project may do)."""
+    keystone_url: str = "http://127.0.0.1:5000/v3"
+    """The identity service's v3 endpoint that validates tokens."""
+    public_url: str = ""
+    """Where clients authenticate, named in 401 answers' WWW-Authenticate (default:
+    ``keystone_url``)."""
+    username: str = "alcor"
+    """Service user whose token validates users' tokens (password authentication)."""
+    password: str = ""
+    user_domain_name: str = "Default"
+    project_name: str = "service"
+    """Project the service user's token is scoped to."""
+    project_domain_name: str = "Default"
+    service_token: str = ""
+    """A ready token to validate with instead of the service user's password (not renewed)."""
+    cache_ttl: float = 300.0
+    """Seconds a validated token is trusted without asking again (never past its expiry)."""
+    negative_cache_ttl: float = 2.0
+    """Seconds a token the identity service refused is refused without asking again."""
+    cache_size: int = 10_000
+    """Tokens remembered at most (least recently used ones are forgotten first)."""
+    timeout: float = 5.0
+    """Seconds one request to the identity service may take before answering 503."""
+    admin_role: str = "admin"
+    """Role that sees and changes every project's resources and admin-only attributes."""
+    member_role: str = "member"
+    """Role that reads and writes its project's resources."""
+    reader_role: str = "reader"
+    """Role that only reads its project's (and shared) resources."""
+
+    def __post_init__(self) -> None:
+        if self.strategy not in AUTH_STRATEGIES:
+            raise ValueError(f"auth strategy {self.strategy!r} is not one of {AUTH_STRATEGIES}")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     db: DbSettings = field(default_factory=DbSettings)
     ipam: IpamSettings = field(default_factory=IpamSettings)
     dpm: DpmSettings = field(default_factory=DpmSettings)
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
-_SECTIONS = {"api": ApiSettings, "db": DbSettings, "ipam": IpamSettings, "dpm": DpmSettings}
+_SECTIONS = {"api": ApiSettings, "db": DbSettings, "ipam": IpamSettings, "dpm": DpmSettings,
+             "quotas": QuotaSettings, "auth": AuthSettings}
 
 
 def _coerce(value: str, current: Any) -> Any:

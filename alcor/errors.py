@@ -54,6 +54,19 @@ class NotAuthorized(AlcorError):
     message = "Not authorized."
 
 
+class PolicyNotAuthorized(NotAuthorized):
+    """A policy rule forbids the call (oslo.policy's class name, as Neutron reports it)."""
+
+    message = "{action} is disallowed by policy"
+
+
+class HTTPForbidden(NotAuthorized):
+    """Neutron's own refusals outside the policy engine (webob's class name), e.g. a port on
+    another project's external network."""
+
+    message = "{msg}"
+
+
 class NotFound(AlcorError):
     message = "An unknown exception occurred."
 
@@ -113,6 +126,14 @@ class ExtensionNotFound(NotFound):
     message = "Extension with alias {alias} does not exist."
 
 
+class TenantQuotaNotFound(NotFound):
+    message = "Quota for tenant {tenant_id} could not be found."
+
+
+class QuotaResourceUnknown(NotFound):
+    message = "Unknown quota resources {unknown}."
+
+
 # --- conflicts and in-use --------------------------------------------------------------
 
 
@@ -167,6 +188,12 @@ class MacAddressGenerationFailure(Conflict):
 
 class TagLimitExceeded(Conflict):
     message = "Too many tags on {resource_type} {resource_id}: the limit is {limit}."
+
+
+class OverQuota(Conflict):
+    """``overs``: the sorted list of resource names over their limit."""
+
+    message = "Quota exceeded for resources: {overs}."
 
 
 # --- preconditions ---------------------------------------------------------------------
@@ -373,6 +400,111 @@ class DuplicateAddressPairInRequest(InvalidInput):
     )
 
 
+# --- routers and floating IPs (neutron_lib.exceptions, .l3, .extraroute, .external_net,
+# .flavors wording) -----------------------------------------------------------------------
+
+
+class RouterNotFound(NotFound):
+    message = "Router {router_id} could not be found"
+
+
+class RouterInUse(InUse):
+    message = "Router {router_id} {reason}"
+
+    def __init__(self, **kw: object) -> None:
+        kw.setdefault("reason", "still has ports")
+        super().__init__(**kw)
+
+
+class RouterInterfaceNotFound(NotFound):
+    message = "Router {router_id} does not have an interface with id {port_id}"
+
+
+class RouterInterfaceNotFoundForSubnet(NotFound):
+    message = "Router {router_id} has no interface on subnet {subnet_id}"
+
+
+class RouterInterfaceInUseByFloatingIP(InUse):
+    message = (
+        "Router interface for subnet {subnet_id} on router {router_id} cannot be deleted, "
+        "as it is required by one or more floating IPs."
+    )
+
+
+class RouterInterfaceInUseByRoute(InUse):
+    message = (
+        "Router interface for subnet {subnet_id} on router {router_id} cannot be deleted, "
+        "as it is required by one or more routes."
+    )
+
+
+class RouterExternalGatewayInUseByFloatingIp(InUse):
+    message = (
+        "Gateway cannot be updated for router {router_id}, since a gateway to external "
+        "network {net_id} is required by one or more floating IPs."
+    )
+
+
+class InvalidRoutes(InvalidInput):
+    message = "Invalid format for routes: {routes}, {reason}"
+
+
+class RoutesExhausted(BadRequest):
+    message = (
+        "Unable to complete operation for {router_id}. "
+        "The number of routes exceeds the maximum {quota}."
+    )
+
+
+class FloatingIPNotFound(NotFound):
+    message = "Floating IP {floatingip_id} could not be found"
+
+
+class ExternalGatewayForFloatingIPNotFound(NotFound):
+    message = (
+        "External network {external_network_id} is not reachable from subnet {subnet_id}.  "
+        "Therefore, cannot associate Port {port_id} with a Floating IP."
+    )
+
+
+class FloatingIPPortAlreadyAssociated(InUse):
+    message = (
+        "Cannot associate floating IP {floating_ip_address} ({fip_id}) with port {port_id} "
+        "using fixed IP {fixed_ip}, as that fixed IP already has a floating IP on external "
+        "network {net_id}."
+    )
+
+
+class ExternalIpAddressExhausted(BadRequest):
+    message = "Unable to find any IP address on external network {net_id}."
+
+
+class ExternalNetworkInUse(InUse):
+    message = (
+        "External network {net_id} cannot be updated to be made non-external, since it has "
+        "existing gateway ports."
+    )
+
+
+class PortInUse(InUse):
+    message = (
+        "Unable to complete operation on port {port_id} for network {net_id}. "
+        "Port already has an attached device {device_id}."
+    )
+
+
+class ServicePortInUse(InUse):
+    message = "Port {port_id} cannot be deleted directly via the port API: {reason}."
+
+
+class SubnetMismatchForPort(BadRequest):
+    message = "Subnet on port {port_id} does not match the requested subnet {subnet_id}."
+
+
+class FlavorNotFound(NotFound):
+    message = "Flavor {flavor_id} could not be found."
+
+
 # --- hosts (upstream Alcor's node manager) ---------------------------------------------
 
 
@@ -382,3 +514,42 @@ class NodeNotFound(NotFound):
 
 class NodeAlreadyExists(Conflict):
     message = "A node with {field} {value} already exists."
+
+
+# --- segments and segment ranges (neutron/services/segments/exceptions.py and
+# neutron_lib/exceptions/network_segment_range.py wording) -------------------------------
+
+
+class SegmentNotFound(NotFound):
+    message = "Segment {segment_id} could not be found."
+
+
+class SegmentInUse(InUse):
+    message = "Segment '{segment_id}' cannot be deleted: {reason}."
+
+
+class NetworkSegmentRangeNotFound(NotFound):
+    message = "Network Segment Range {range_id} could not be found."
+
+
+class NetworkSegmentRangeNetTypeNotSupported(BadRequest):
+    message = "Network type {type} does not support network segment ranges."
+
+
+class NetworkSegmentRangeReferencedByProject(InUse):
+    message = "Network Segment Range {range_id} is referenced by one or more tenant networks."
+
+
+class NetworkSegmentRangeDefaultReadOnly(BadRequest):
+    message = (
+        "Network Segment Range {range_id} is a default segment range which could not be "
+        "updated or deleted."
+    )
+
+
+class NetworkSegmentRangeOverlaps(Conflict):
+    message = "Network segment range overlaps with range(s) with id {range_id}"
+
+
+class NetworkTunnelRangeError(BadRequest):
+    message = "Invalid network tunnel range: '{tunnel_range}' - {error}."

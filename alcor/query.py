@@ -11,6 +11,18 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
+class Sharing:
+    """Rows a project sees besides its own: those where one of ``columns`` is true (a shared
+    network), or whose ``parent_key`` names a ``parent_table`` row that is the project's own
+    or has one of ``parent_columns`` true (a subnet of a shared network)."""
+
+    columns: tuple[str, ...] = ()
+    parent_key: str = ""
+    parent_table: str = ""
+    parent_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ListQuery:
     filters: dict[str, list[Any]] = field(default_factory=dict)
     """attribute -> accepted values (any of)."""
@@ -27,6 +39,8 @@ class ListQuery:
     page_reverse: bool = False
     project_ids: list[str] | None = None
     """Visibility: only these projects (None: every project, for admins)."""
+    shared: Sharing | None = None
+    """With ``project_ids``: other projects' rows visible all the same (shared ones)."""
 
     @property
     def has_tag_filters(self) -> bool:

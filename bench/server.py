@@ -15,6 +15,9 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 ALCOR = ROOT / ".venv" / "bin" / "alcor"
+UNLIMITED = {"quotas__network": -1, "quotas__subnet": -1, "quotas__port": -1}
+"""Benchmarks fill one project far past Neutron's default quotas (``load`` overrides)."""
+UNLIMITED_ENV = {f"ALCOR_{k.upper()}": str(v) for k, v in UNLIMITED.items()}
 
 
 def free_port() -> int:
@@ -33,7 +36,8 @@ def start_alcor(args: list[str], base: str, *, command: list[str] | None = None,
                 stderr: int | IO[str] = subprocess.PIPE) -> subprocess.Popen[bytes]:
     """``alcor <args>`` pinned to core 0, returned once ``base`` answers ``GET /``."""
     proc = subprocess.Popen([*pin(0), *(command or [str(ALCOR)]), *args],
-                            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                            env={**os.environ, **UNLIMITED_ENV})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

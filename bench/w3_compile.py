@@ -33,6 +33,7 @@ from alcor.dpm.compiler import compile_host, compile_hosts, compile_intent, goal
 from alcor.dpm.compiler.neighbors import NeighbourCache
 from alcor.rpc._generated import common_pb2, neighbor_pb2
 from alcor.services.nodes import NodeService
+from bench.server import UNLIMITED
 
 TARGET_MS = 20.0
 LOCAL_PORTS = 100
@@ -103,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         settings = load({}, db__url=f"sqlite:///{Path(workdir)}/w3.db",
-                        db__sqlite_synchronous="OFF")
+                        db__sqlite_synchronous="OFF", **UNLIMITED)
         store = open_store(settings)
         try:
             print(f"calibration: 10,000 NeighborState built and serialized by protobuf: "

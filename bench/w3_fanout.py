@@ -38,6 +38,7 @@ from alcor.dpm.controller import Controller
 from alcor.dpm.pusher import GrpcPusher
 from alcor.rpc._generated import goalstate_pb2
 from alcor.services.nodes import NodeService
+from bench.server import UNLIMITED
 from bench.sim_agents import SimProcesses
 
 TARGET_S = 1.0
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as workdir, SimProcesses(
             args.hosts, args.processes, mode="ack", distinct_ips=True,
             workdir=Path(workdir)) as sims:
-        settings = load({}, db__url=f"sqlite:///{Path(workdir)}/w3.db")
+        settings = load({}, db__url=f"sqlite:///{Path(workdir)}/w3.db", **UNLIMITED)
         store = open_store(settings)
         try:
             world = World(store, settings)

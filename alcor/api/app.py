@@ -18,16 +18,23 @@ from starlette.routing import BaseRoute, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alcor import errors
-from alcor.api import extensions, faults
+from alcor.api import auth, extensions, faults
 from alcor.api.controller import Collection, Provisioning, Runner, json_response
-from alcor.api.definitions import RESOURCES
+from alcor.api.definitions import NATIVE_ALIASES, RESOURCES
+from alcor.api.ip_availability import IpAvailabilityHandlers
 from alcor.api.nodes import NodeHandlers
 from alcor.api.openapi import openapi_document
+from alcor.api.quotas import QuotaHandlers
+from alcor.api.router_actions import RouterActions
 from alcor.config import Settings
 from alcor.context import new_request_id
 from alcor.db.store import Store
+from alcor.identity import TokenValidator
+from alcor.services.ip_availability import IpAvailabilityService
 from alcor.services.nodes import NodeService
+from alcor.services.quotas import QuotaService
 from alcor.services.resource import ResourceService
+from alcor.services.routers import RouterService
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -236,9 +243,20 @@ def build_routes(settings: Settings, services: Services) -> list[BaseRoute]:
                              provisioning=provisioning)
         native = Collection(resource, service, runner, settings.api, native=True,
                             provisioning=provisioning)
-        routes += _resource_routes("/v2.0", collection, neutron, bulk_path=False)
+        # Neutron answers on either spelling of a collection: network_segment_ranges and
+        # network-segment-ranges, security-groups and security_groups.
+        for path in dict.fromkeys((collection, collection.replace("_", "-"),
+                                   collection.replace("-", "_"))):
+            routes += _resource_routes("/v2.0", path, neutron, bulk_path=False)
         routes += _resource_routes("/project/{project_id}", native.path, native,
                                    bulk_path=collection in NATIVE_BULK)
+        for alias in NATIVE_ALIASES.get(collection, ()):
+            aliased = Collection(alias, service, runner, settings.api, native=True)
+            routes += _resource_routes("/project/{project_id}", aliased.path, aliased,
+                                       bulk_path=False)
+    router_service = services.by_collection["routers"]
+    assert isinstance(router_service, RouterService)
+    routes += RouterActions(router_service, runner, settings.api).routes()
     nodes = NodeHandlers(NodeService(services.store), runner)
     routes += [
         Route("/nodes", nodes.list, methods=["GET"]),
@@ -249,10 +267,19 @@ def build_routes(settings: Settings, services: Services) -> list[BaseRoute]:
         Route("/nodes/{node_id}", nodes.update, methods=["PUT"]),
         Route("/nodes/{node_id}", nodes.delete, methods=["DELETE"]),
     ]
+    quotas = QuotaHandlers(QuotaService(services.store, settings.quotas), runner, settings.api)
+    routes += quotas.routes("/v2.0") + quotas.routes("/project/{project_id}")
+    availability = IpAvailabilityHandlers(IpAvailabilityService(services.store), runner,
+                                          settings.api)
+    routes += availability.routes("/v2.0")
     return routes
 
 
-def build_app(settings: Settings, services: Services) -> ASGIApp:
+def build_app(
+    settings: Settings, services: Services, validator: TokenValidator | None = None
+) -> ASGIApp:
+    """The whole API behind the configured authentication (``validator``: Keystone tokens'
+    validator, by default built from ``settings.auth``)."""
     groups: dict[tuple[str, str], list[BaseRoute]] = {}
     others: list[BaseRoute] = []
     for route in build_routes(settings, services):
@@ -266,5 +293,6 @@ def build_app(settings: Settings, services: Services) -> ASGIApp:
                             Exception: _unexpected_error},
     )
     app.router = DispatchRouter(groups, others)
-    return RequestIdMiddleware(app, settings.api.max_request_bytes)
+    return RequestIdMiddleware(auth.with_auth(app, settings.auth, validator),
+                               settings.api.max_request_bytes)
 

@@ -5,6 +5,12 @@ converts and validates, whether it is visible, filterable and sortable.  ``Resou
 a resource's attributes with its names on both API surfaces.  ``apply_create`` and
 ``apply_update`` turn a body into a checked dict or raise ``InvalidInput``; they never touch
 storage.
+
+Admin-only attributes are declared here too (Neutron's policy on attributes):
+``admin_only`` ones (``provider:*``, ``binding:host_id``) are hidden from non-admins'
+answers and filters and refused in their bodies; ``admin_set`` ones (a network's ``shared``)
+are shown to everyone but only admins may set them.  A refused attribute answers 403
+PolicyNotAuthorized, as Neutron does.
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ class Attribute:
     constant: Any = NO_DEFAULT
     """A read-only value every resource reports (not stored)."""
     description: str = ""
+    admin_only: bool = False
+    """Only admins see it (answers, filters, sorting) or set it."""
+    admin_set: bool = False
+    """Everyone sees it; only admins set it (create: unless given its default)."""
 
     def default_value(self) -> Any:
         if callable(self.default):
@@ -96,9 +106,10 @@ class Resource:
     def native(self) -> tuple[str, str]:
         return (self.native_name or self.name, self.native_collection or self.collection)
 
-    def render(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The resource as clients see it: visible attributes, constants, tenant_id."""
-        copied, constants = _visible(self)
+    def render(self, row: Mapping[str, Any], *, admin: bool = True) -> dict[str, Any]:
+        """The resource as clients see it: visible attributes (for a non-admin, not the
+        admin-only ones), constants, tenant_id."""
+        copied, constants = _visible(self, admin)
         out = {name: row[name] for name in copied if name in row}
         for name, constant in constants:
             out[name] = constant() if callable(constant) else constant
@@ -115,14 +126,19 @@ def _unknown(resource: Resource, body: Mapping[str, Any]) -> list[str]:
     return [k for k in body if k not in resource.attributes]
 
 
-def apply_create(resource: Resource, body: Any, project_id: str) -> dict[str, Any]:
-    """Check a create body: reject unknown and non-postable keys, fill defaults, validate."""
+def apply_create(
+    resource: Resource, body: Any, project_id: str, *, is_admin: bool = True
+) -> dict[str, Any]:
+    """Check a create body: reject unknown and non-postable keys, fill defaults, validate;
+    for a non-admin, refuse another project and admin-only attributes."""
     if not isinstance(body, dict):
         raise HTTPBadRequest(msg=f"Body of {resource.name} must be an object")
     if unknown := _unknown(resource, body):
         raise HTTPBadRequest(msg=f"Unrecognized attribute(s) '{', '.join(unknown)}'")
     body = dict(body)
     _merge_project(body, project_id)
+    if not is_admin and body["project_id"] != project_id:
+        raise HTTPBadRequest(msg=FOREIGN_PROJECT)
     result: dict[str, Any] = {}
     for name, value in body.items():
         attr = resource.attributes[name]
@@ -134,28 +150,54 @@ def apply_create(resource: Resource, body: Any, project_id: str) -> dict[str, An
             raise HTTPBadRequest(
                 msg=f"Failed to parse request. Required attribute '{name}' not specified"
             )
-    for name, value in _checked_defaults(resource).items():
+    defaults = _checked_defaults(resource)
+    if not is_admin:
+        _check_policy(resource, "create", [n for n in body
+                                           if n not in defaults or result[n] != defaults[n]])
+    for name, value in defaults.items():
         if name not in body:
             result[name] = value.copy() if isinstance(value, (list, dict)) else value
     result.pop("tenant_id", None)
     return result
 
 
+FOREIGN_PROJECT = ("Specifying 'project_id' or 'tenant_id' other than the authenticated project "
+                   "in request requires admin or advsvc privileges")
+"""neutron-lib's refusal of a non-admin's body naming another project (400)."""
+
+
+def _check_policy(resource: Resource, action: str, names: list[str]) -> None:
+    """Refuse a non-admin's body setting admin-only attributes, in Neutron's words."""
+    refused = [n for n in names
+               if resource.attributes[n].admin_only or resource.attributes[n].admin_set]
+    if refused:
+        rule = f"{action}_{resource.name}"
+        raise errors.PolicyNotAuthorized(action=f"(rule:{rule} and rule:{rule}:{refused[0]})")
+
+
+def hidden(resource: Resource) -> frozenset[str]:
+    """The attributes a non-admin neither sees nor filters or sorts by."""
+    return frozenset(n for n, a in resource.attributes.items() if a.admin_only)
+
+
 def _required(resource: Resource) -> list[str]:
     return [n for n, a in resource.attributes.items() if a.allow_post and a.default is REQUIRED]
 
 
-_VISIBLE: dict[int, tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]] = {}
+_VISIBLE: dict[tuple[int, bool], tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]] = {}
 
 
-def _visible(resource: Resource) -> tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]:
+def _visible(
+    resource: Resource, admin: bool = True
+) -> tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]:
     """Visible attributes copied from a row, and visible constants with their values."""
-    found = _VISIBLE.get(id(resource))
+    found = _VISIBLE.get((id(resource), admin))
     if found is None:
-        attrs = [(n, a) for n, a in resource.attributes.items() if a.is_visible]
+        attrs = [(n, a) for n, a in resource.attributes.items()
+                 if a.is_visible and (admin or not a.admin_only)]
         found = (tuple(n for n, a in attrs if a.constant is NO_DEFAULT),
                  tuple((n, a.constant) for n, a in attrs if a.constant is not NO_DEFAULT))
-        _VISIBLE[id(resource)] = found
+        _VISIBLE[(id(resource), admin)] = found
     return found
 
 
@@ -183,8 +225,9 @@ def _merge_project(body: dict[str, Any], project_id: str) -> None:
     body.pop("tenant_id", None)
 
 
-def apply_update(resource: Resource, body: Any) -> dict[str, Any]:
-    """Check an update body: only updatable keys, each converted and validated."""
+def apply_update(resource: Resource, body: Any, *, is_admin: bool = True) -> dict[str, Any]:
+    """Check an update body: only updatable keys, each converted and validated; for a
+    non-admin, no admin-only attribute."""
     if not isinstance(body, dict):
         raise HTTPBadRequest(msg=f"Body of {resource.name} must be an object")
     if unknown := _unknown(resource, body):
@@ -195,6 +238,8 @@ def apply_update(resource: Resource, body: Any) -> dict[str, Any]:
         if not attr.allow_put:
             raise HTTPBadRequest(msg=f"Cannot update read-only attribute {name}")
         result[name] = attr.check(value)
+    if not is_admin:
+        _check_policy(resource, "update", list(result))
     return result
 
 

@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from alcor import errors
 from alcor.api import attributes as attrs
-from alcor.api import validators
+from alcor.api import auth, validators
 from alcor.api.attributes import HTTPBadRequest, Resource
 from alcor.api.query import parse_list
 from alcor.config import ApiSettings, DpmSettings
@@ -125,10 +125,8 @@ def wait_seconds(request: Request, limits: DpmSettings) -> float | None:
 
 
 def context_for(request: Request, settings: ApiSettings) -> RequestContext:
-    path_project = request.path_params.get("project_id")
-    project = path_project or request.headers.get("x-project-id") or settings.default_project_id
-    return RequestContext(project_id=project, is_admin=True,
-                          request_id=request.state.request_id)
+    """Who asks, for which project (``alcor.api.auth``: noauth or the token's)."""
+    return auth.request_context(request, settings.default_project_id)
 
 
 def if_match(request: Request) -> int | None:
@@ -150,6 +148,17 @@ async def read_json(request: Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise HTTPBadRequest(msg="Malformed request body") from None
+
+
+def _refuse_hidden(resource: Resource, params: list[tuple[str, str]]) -> None:
+    """A non-admin may not filter or sort by what it cannot see (it would reveal it): the
+    attribute is unknown to it, as Neutron's filter validation words it."""
+    hidden = attrs.hidden(resource)
+    for key, value in params:
+        if key in hidden:
+            raise HTTPBadRequest(msg=f"[{key!r}] is invalid attribute for filtering")
+        if key == "sort_key" and value in hidden:
+            raise HTTPBadRequest(msg=f"{value} is invalid attribute for sort_keys")
 
 
 class Collection:
@@ -184,8 +193,9 @@ class Collection:
 
     # --- rendering -----------------------------------------------------------------------
 
-    def _render(self, row: dict[str, Any], fields: list[str] | None = None) -> dict[str, Any]:
-        out = self.resource.render(row)
+    def _render(self, row: dict[str, Any], ctx: RequestContext,
+                fields: list[str] | None = None) -> dict[str, Any]:
+        out = self.resource.render(row, admin=ctx.is_admin)
         if fields:
             return {k: out[k] for k in fields if k in out}
         return out
@@ -215,17 +225,17 @@ class Collection:
         return wait_seconds(request, self.provisioning.settings)
 
     async def _provisioned(
-        self, rows: list[dict[str, Any]], timeout: float
+        self, rows: list[dict[str, Any]], timeout: float, ctx: RequestContext
     ) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """Wait for ``rows`` (just written) to be programmed; the rows with their status
-        then, and the X-Alcor-Provisioning header."""
+        then, and the X-Alcor-Provisioning header (host names for admins only)."""
         assert self.provisioning is not None
         outcome = await self.provisioning.wait(
             {r["id"]: r["revision_number"] for r in rows}, timeout)
         now = outcome["ports"]
         rows = [{**r, **now.get(r["id"], {})} for r in rows]
         summary = {"complete": outcome["complete"], "elapsed_ms": outcome["elapsed_ms"],
-                   "hosts": outcome["hosts"]}
+                   "hosts": outcome["hosts"] if ctx.is_admin else {}}
         return rows, {PROVISIONING_HEADER: json.dumps(summary, separators=(",", ":"))}
 
     def _body_items(self, body: Any, *, allow_bulk: bool) -> tuple[list[Any], bool]:
@@ -245,10 +255,13 @@ class Collection:
     async def list(self, request: Request) -> Response:
         ctx = self._context(request)
         scope = [ctx.project_id] if self.native else None
-        req = parse_list(self.resource, request.query_params.multi_items(), project_ids=scope,
+        params = request.query_params.multi_items()
+        if not ctx.is_admin:
+            _refuse_hidden(self.resource, params)
+        req = parse_list(self.resource, params, project_ids=scope,
                          max_limit=self.settings.pagination_max_limit)
         page = await self.run(self.service.list, ctx, req.query)
-        items = [self._render(r, req.fields) for r in page.items]
+        items = [self._render(r, ctx, req.fields) for r in page.items]
         body: dict[str, Any] = {self.plural: items}
         links = self._links(request, page, page.items)
         if links:
@@ -259,7 +272,7 @@ class Collection:
         ctx = self._context(request)
         row = await self.run(self.service.get, ctx, request.path_params["id"])
         fields = [f for v in request.query_params.getlist("fields") for f in v.split(",") if f]
-        return json_response(200, {self.singular: self._render(row, fields)})
+        return json_response(200, {self.singular: self._render(row, ctx, fields)})
 
     async def create(self, request: Request) -> Response:
         return await self._create(request, allow_bulk=True, force_bulk=False)
@@ -270,28 +283,32 @@ class Collection:
     async def _create(self, request: Request, *, allow_bulk: bool, force_bulk: bool) -> Response:
         ctx = self._context(request)
         wait = self._wait_for(request)
+        if not ctx.can_write:
+            raise errors.PolicyNotAuthorized(action=f"rule:create_{self.resource.name}")
         items, bulk = self._body_items(await read_json(request), allow_bulk=allow_bulk)
-        checked = [attrs.apply_create(self.resource, item, ctx.project_id) for item in items]
+        checked = [attrs.apply_create(self.resource, item, ctx.project_id,
+                                      is_admin=ctx.is_admin) for item in items]
         items = self.service.prepare_create(ctx, checked)
         rows = await self.run.write(self.service.create_txn, ctx, items)
         headers = None
         if wait is not None:
-            rows, headers = await self._provisioned(rows, wait)
+            rows, headers = await self._provisioned(rows, wait, ctx)
         if bulk or force_bulk:
-            return json_response(201, {self.plural: [self._render(r) for r in rows]}, headers)
-        return json_response(201, {self.singular: self._render(rows[0])}, headers)
+            return json_response(201, {self.plural: [self._render(r, ctx) for r in rows]},
+                                 headers)
+        return json_response(201, {self.singular: self._render(rows[0], ctx)}, headers)
 
     async def update(self, request: Request) -> Response:
         ctx = self._context(request)
         wait = self._wait_for(request)
         items, _ = self._body_items(await read_json(request), allow_bulk=False)
-        changes = attrs.apply_update(self.resource, items[0])
+        changes = attrs.apply_update(self.resource, items[0], is_admin=ctx.is_admin)
         row = await self.run.write(self.service.update_txn, ctx, request.path_params["id"], changes,
                              if_match(request))
         headers = None
         if wait is not None:
-            [row], headers = await self._provisioned([row], wait)
-        return json_response(200, {self.singular: self._render(row)}, headers)
+            [row], headers = await self._provisioned([row], wait, ctx)
+        return json_response(200, {self.singular: self._render(row, ctx)}, headers)
 
     async def delete(self, request: Request) -> Response:
         ctx = self._context(request)

@@ -37,6 +37,12 @@ _EXTENSIONS: tuple[tuple[str, str, str, str], ...] = (
         "2018-05-01T10:00:00-00:00",
     ),
     (
+        "ext-gw-mode",
+        "Neutron L3 Configurable external gateway mode",
+        "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway",
+        "2013-03-28T10:00:00-00:00",
+    ),
+    (
         "external-net",
         "Neutron external network",
         "Adds external network attribute to network resource.",
@@ -49,10 +55,28 @@ _EXTENSIONS: tuple[tuple[str, str, str, str], ...] = (
         "2013-03-17T12:00:00-00:00",
     ),
     (
+        "extraroute",
+        "Neutron Extra Route",
+        "Extra routes configuration for L3 router",
+        "2013-02-01T10:00:00-00:00",
+    ),
+    (
+        "extraroute-atomic",
+        "Atomically add/remove extra routes",
+        "Edit extra routes of a router on server side by atomically adding/removing extra routes",
+        "2019-07-10T00:00:00+00:00",
+    ),
+    (
         "filter-validation",
         "Filter parameters validation",
         "Provides validation on filter parameters.",
         "2018-07-04T10:00:00-00:00",
+    ),
+    (
+        "fip-port-details",
+        "Floating IP Port Details Extension",
+        "Add port_details attribute to Floating IP resource",
+        "2018-04-09T10:00:00-00:00",
     ),
     (
         "ip-substring-filtering",
@@ -72,6 +96,18 @@ _EXTENSIONS: tuple[tuple[str, str, str, str], ...] = (
         "Network MTU (writable)",
         "Provides a writable MTU attribute for a network resource.",
         "2017-07-12T00:00:00-00:00",
+    ),
+    (
+        "network-ip-availability",
+        "Network IP Availability",
+        "Provides IP availability data for each network and subnet.",
+        "2015-09-24T00:00:00-00:00",
+    ),
+    (
+        "network-segment-range",
+        "Neutron Network Segment Range",
+        "Provides support for the network segment range management",
+        "2018-11-29T00:00:00-00:00",
     ),
     (
         "network_availability_zone",
@@ -105,10 +141,40 @@ _EXTENSIONS: tuple[tuple[str, str, str, str], ...] = (
         "2012-09-07T10:00:00-00:00",
     ),
     (
+        "quota-check-limit",
+        "Quota engine limit check",
+        "Support for checking the resource usage before applying a new quota limit",
+        "2021-09-08T16:00:00-00:00",
+    ),
+    (
+        "quota-check-limit-default",
+        "Quota engine limit check by default",
+        "By default, the Neutron quota engine checks the resource usage before applying a new quota limit",
+        "2024-08-21T16:00:00-00:00",
+    ),
+    (
+        "quota_details",
+        "Quota details management support",
+        "Expose functions for quotas usage statistics per project",
+        "2017-02-10T10:00:00-00:00",
+    ),
+    (
+        "quotas",
+        "Quota management support",
+        "Expose functions for quotas management per project",
+        "2012-07-29T10:00:00-00:00",
+    ),
+    (
         "revision-if-match",
         "If-Match constraints based on revision_number",
         "Extension indicating that If-Match based on revision_number is supported.",
         "2016-12-11T00:00:00-00:00",
+    ),
+    (
+        "router",
+        "Neutron L3 Router",
+        "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway.",
+        "2012-07-20T10:00:00-00:00",
     ),
     (
         "security-group",
@@ -116,6 +182,7 @@ _EXTENSIONS: tuple[tuple[str, str, str, str], ...] = (
         "The security groups extension.",
         "2012-10-05T10:00:00-00:00",
     ),
+    ("segment", "Segment", "Segments extension.", "2016-02-24T17:00:00-00:00"),
     (
         "sorting",
         "Sorting support",
@@ -133,6 +200,12 @@ _EXTENSIONS: tuple[tuple[str, str, str, str], ...] = (
         "Resource revision numbers",
         "This extension will display the revision number of neutron resources.",
         "2016-04-11T10:00:00-00:00",
+    ),
+    (
+        "standard-attr-segment",
+        "Standard Attribute Segment Extension",
+        "Add standard attributes to Segment resource",
+        "2018-04-09T10:00:00-00:00",
     ),
     (
         "standard-attr-tag",

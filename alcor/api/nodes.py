@@ -11,6 +11,8 @@ Each attribute is converted and validated here (NeutronError 400 on bad input); 
 what a delete does to bound ports belong to ``alcor.services.nodes``.  Upstream's NodeInfo
 keys for its message-queue and NCM paths (``ncm_id``, ``unicast_topic``, ``multicast_topic``,
 ``group_topic``) are accepted so its tooling works, and ignored: Alcor has neither.
+
+The registry is admin-only: under Keystone authentication anyone else gets 403.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
+from alcor.api import auth
 from alcor.api import validators as v
 from alcor.api.attributes import REQUIRED, Attribute, HTTPBadRequest, build, filter_value
 from alcor.api.controller import Runner, json_response, read_json
@@ -155,8 +158,13 @@ def _filters(request: Request) -> dict[str, list[Any]]:
     return filters
 
 
+def _admin_only(request: Request, action: str) -> None:
+    """403 PolicyNotAuthorized unless the caller is an admin (noauth callers are)."""
+    auth.require_admin(auth.request_context(request, default_project=""), action)
+
+
 class NodeHandlers:
-    """The HTTP handlers of the host registry (admin-only once authentication exists)."""
+    """The HTTP handlers of the host registry (admin-only)."""
 
     def __init__(self, service: NodeService, runner: Runner) -> None:
         self.service = service
@@ -168,32 +176,39 @@ class NodeHandlers:
         return rows
 
     async def create(self, request: Request) -> Response:
+        _admin_only(request, "create_node")
         rows = await self._register([_single(await read_json(request))])
         return json_response(201, {SINGLE: rows[0]})
 
     async def create_bulk(self, request: Request) -> Response:
+        _admin_only(request, "create_node")
         rows = await self._register(_many(await read_json(request)))
         return json_response(201, {PLURAL: rows})
 
     async def upload(self, request: Request) -> Response:
+        _admin_only(request, "create_node")
         rows = await self._register(_many(await _uploaded(request)))
         return json_response(201, {PLURAL: rows})
 
     async def list(self, request: Request) -> Response:
+        _admin_only(request, "get_node")
         rows = await self._read(self.service.list_txn, _filters(request))
         return json_response(200, {PLURAL: rows})
 
     async def show(self, request: Request) -> Response:
+        _admin_only(request, "get_node")
         row = await self._read(self.service.get_txn, request.path_params["node_id"])
         return json_response(200, {SINGLE: row})
 
     async def update(self, request: Request) -> Response:
+        _admin_only(request, "update_node")
         node_id = request.path_params["node_id"]
         changes = check_update(_single(await read_json(request)), node_id)
         row = await self.run.write(self.service.update_txn, node_id, changes)
         return json_response(200, {SINGLE: row})
 
     async def delete(self, request: Request) -> Response:
+        _admin_only(request, "delete_node")
         await self.run.write(self.service.delete_txn, request.path_params["node_id"])
         return json_response(204, None)
 

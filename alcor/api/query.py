@@ -90,7 +90,7 @@ def parse_list(
     for key, value in params:
         grouped.setdefault(key, []).append(value)
     filters: dict[str, list[Any]] = {}
-    tag_args: dict[str, list[str]] = {}
+    tag_args: dict[str, Any] = {}
     fixed_ips: list[dict[str, str]] = []
     for key, values in grouped.items():
         if key in RESERVED:

@@ -14,9 +14,13 @@ from alcor.dpm.controller import Controller
 from alcor.dpm.pusher import GoalStatePusher, GrpcPusher
 from alcor.dpm.server import DataplaneRuntime, WithDataplane
 from alcor.dpm.waiting import Poller
+from alcor.services.floatingips import FloatingIPService
 from alcor.services.networks import NetworkService
 from alcor.services.ports import PortService
+from alcor.services.routers import RouterService
 from alcor.services.security_groups import SecurityGroupRuleService, SecurityGroupService
+from alcor.services.segment_ranges import NetworkSegmentRangeService
+from alcor.services.segments import SegmentService
 from alcor.services.subnets import SubnetService
 
 
@@ -35,18 +39,26 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
 def build_services(
     settings: Settings, store: Store, provisioning: Provisioning | None = None
 ) -> Services:
-    return Services(
+    ports = PortService(store, settings.ipam)
+    services = Services(
         by_collection={
             "networks": NetworkService(store, settings.ipam),
             "subnets": SubnetService(store),
-            "ports": PortService(store, settings.ipam),
+            "ports": ports,
             "security-groups": SecurityGroupService(store),
             "security-group-rules": SecurityGroupRuleService(store),
+            "routers": RouterService(store, ports),
+            "floatingips": FloatingIPService(store, ports),
+            "segments": SegmentService(store, settings.ipam),
+            "network_segment_ranges": NetworkSegmentRangeService(store, settings.ipam),
         },
         store=store,
         inline=store.is_sqlite,
         provisioning=provisioning,
     )
+    for service in services.by_collection.values():
+        service.quota_defaults = settings.quotas
+    return services
 
 
 def build_controller(

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from alcor.db import statements, tables
-from alcor.query import ListQuery, Page
+from alcor.query import ListQuery, Page, Sharing
 
 BINDING_FILTERS: dict[tuple[str, str], tuple[sa.Table, str, str]] = {
     ("ports", "security_groups"): (tables.port_security_groups, "port_id", "security_group_id"),
@@ -52,11 +52,26 @@ def _filter_conditions(table: sa.Table, query: ListQuery) -> list[sa.ColumnEleme
             parts.append(col.is_(None))
         conds.append(sa.or_(*parts))
     if query.project_ids is not None:
-        conds.append(table.c.project_id.in_(query.project_ids))
+        conds.append(_visible(table, query.project_ids, query.shared))
     conds.extend(_tag_conditions(table, query))
     if query.fixed_ips:
         conds.append(_fixed_ip_condition(table, query.fixed_ips))
     return conds
+
+
+def _visible(table: sa.Table, projects: list[str], sharing: Sharing | None
+             ) -> sa.ColumnElement[bool]:
+    """Rows of ``projects``, or shared with everyone as ``sharing`` says."""
+    own = table.c.project_id.in_(projects)
+    if sharing is None:
+        return own
+    parts = [own, *(table.c[c] == sa.true() for c in sharing.columns)]
+    if sharing.parent_table:
+        parent = tables.TABLES[sharing.parent_table]
+        seen = sa.or_(parent.c.project_id.in_(projects),
+                      *(parent.c[c] == sa.true() for c in sharing.parent_columns))
+        parts.append(table.c[sharing.parent_key].in_(sa.select(parent.c.id).where(seen)))
+    return sa.or_(*parts)
 
 
 def _tag_conditions(table: sa.Table, query: ListQuery) -> list[sa.ColumnElement[bool]]:
@@ -170,7 +185,10 @@ def run_list(
     order = _order(table, query)
     if query.marker is not None:
         marker_cols = [col.label(col.key) for col, _ in order]
-        row = conn.execute(sa.select(*marker_cols).where(table.c.id == query.marker)).first()
+        seen = ([] if query.project_ids is None
+                else [_visible(table, query.project_ids, query.shared)])
+        row = conn.execute(
+            sa.select(*marker_cols).where(table.c.id == query.marker, *seen)).first()
         if row is not None:
             conds.append(_keyset(order, dict(row._mapping)))
     stmt = sa.select(*columns).where(*conds).order_by(*(_order_by(c, a) for c, a in order))

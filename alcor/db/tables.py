@@ -304,11 +304,68 @@ quotas = sa.Table(
     sa.Column("limit", sa.Integer, nullable=False),
 )
 
+quota_locks = sa.Table(
+    "quota_locks",
+    metadata,
+    # One row per (project, resource) that every quota-checked create updates before it
+    # counts: a concurrent creator of the same resource waits for (READ COMMITTED) or
+    # conflicts with and retries after (REPEATABLE READ) the first, so two creates never
+    # both take the last free slot.  The rows carry no usage; counts come from the tables.
+    sa.Column("project_id", sa.String(255), primary_key=True),
+    sa.Column("resource", sa.String(64), primary_key=True),
+    sa.Column("checked_at", TS, nullable=False),
+)
+
+segments = sa.Table(
+    "segments",
+    metadata,
+    # A network's L2 segment (Neutron's segment extension).  Alcor networks have at most one:
+    # its attributes mirror the network's provider:* columns, whose unique constraint keeps
+    # segmentation ids unique; a network without a row here has no segment.
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", sa.String(255), nullable=False),
+    sa.Column(
+        "network_id", ID, sa.ForeignKey("networks.id", ondelete="CASCADE"), nullable=False,
+        unique=True,
+    ),
+    sa.Column("name", sa.String(255)),
+    sa.Column("description", sa.String(255)),
+    sa.Column("network_type", sa.String(32), nullable=False),
+    sa.Column("physical_network", sa.String(64)),
+    sa.Column("segmentation_id", sa.Integer),
+    sa.Column("revision_number", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+network_segment_ranges = sa.Table(
+    "network_segment_ranges",
+    metadata,
+    # Segmentation ids tenant networks are given (network-segment-range extension): a
+    # project's own ranges first, then shared ones, then the configured default range (its
+    # row has is_default set and mirrors the configuration).
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", sa.String(255), index=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.String(255), nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("revision_number", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("is_default", sa.Boolean, nullable=False, key="default"),
+    sa.Column("shared", sa.Boolean, nullable=False),
+    sa.Column("network_type", sa.String(32), nullable=False, index=True),
+    sa.Column("physical_network", sa.String(64)),
+    sa.Column("minimum", sa.Integer, nullable=False),
+    sa.Column("maximum", sa.Integer, nullable=False),
+)
+
 TABLES: dict[str, sa.Table] = {
     t.name: t
     for t in (
         networks, subnets, ports, ip_allocations, security_groups, default_security_groups,
         security_group_rules, port_security_groups, tags, outbox, nodes, host_states,
-        port_provisioning, routers, router_ports, floatingips, quotas,
+        port_provisioning, routers, router_ports, floatingips, quotas, quota_locks,
+        segments, network_segment_ranges,
     )
 }

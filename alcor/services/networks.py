@@ -1,5 +1,6 @@
-"""Networks (VPCs): VNI allocation on create, subnets as a derived attribute, and deletion
-that takes subnets and DHCP ports along but refuses while other ports remain."""
+"""Networks (VPCs): their provider segment on create (a VNI from the project's segment
+ranges, ``alcor.services.segments``), subnets as a derived attribute, and deletion that takes
+subnets and DHCP ports along but refuses while other ports remain."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ from alcor import errors
 from alcor.config import IpamSettings
 from alcor.context import RequestContext
 from alcor.db.store import Store, Transaction
-from alcor.ipam.vni import allocate_vni, vni_in_use
+from alcor.query import Sharing
 from alcor.services.ports import delete_network_ports
 from alcor.services.resource import ResourceService, Row, stamp_new
+from alcor.services.segments import (
+    PROVIDER,
+    TUNNEL_TYPES,
+    checked_segment,
+    insert_network_segments,
+    segmentless,
+)
 from alcor.services.subnets import delete_network_subnets
 
 AUTO_DELETE_OWNERS = ("network:dhcp",)
 """Ports that go with their network instead of keeping it in use."""
-
-TUNNEL_TYPES = ("vxlan", "geneve")
 
 
 class NetworkService(ResourceService):
@@ -25,6 +31,7 @@ class NetworkService(ResourceService):
     resource_type: ClassVar[str] = "network"
     not_found = errors.NetworkNotFound
     not_found_key = "net_id"
+    sharing = Sharing(columns=("shared", "router:external"))
 
     def __init__(self, store: Store, ipam: IpamSettings) -> None:
         super().__init__(store)
@@ -36,38 +43,16 @@ class NetworkService(ResourceService):
         )
 
     def create_one(self, txn: Transaction, ctx: RequestContext, item: Row) -> Row:
-        net_type = item.get("provider:network_type") or "vxlan"
-        seg_id = item.get("provider:segmentation_id")
-        if net_type in TUNNEL_TYPES:
-            if item.get("provider:physical_network"):
-                raise errors.InvalidInput(
-                    error_message=f"provider:physical_network specified for {net_type} network"
-                )
-            if seg_id is None:
-                seg_id = allocate_vni(txn, self.ipam.vni_min, self.ipam.vni_max, net_type)
-            elif vni_in_use(txn, seg_id, net_type):
-                raise errors.TunnelIdInUse(tunnel_id=seg_id)
-        elif net_type == "vlan":
-            if seg_id is None or not 1 <= seg_id <= 4094:
-                raise errors.InvalidInput(
-                    error_message="segmentation_id must be a VLAN tag between 1 and 4094"
-                )
-        elif seg_id is not None:
-            raise errors.InvalidInput(
-                error_message=f"segmentation_id specified for {net_type} network"
-            )
+        segment = checked_segment(
+            txn, self.ipam, item["project_id"], item.get("provider:network_type") or "vxlan",
+            item.get("provider:physical_network"), item.get("provider:segmentation_id"))
         mtu = item.get("mtu")
         if mtu is None:
-            mtu = self.ipam.network_mtu if net_type in TUNNEL_TYPES else 1500
+            mtu = self.ipam.network_mtu if segment.network_type in TUNNEL_TYPES else 1500
         row = stamp_new(item)
-        row.update({
-            "status": "ACTIVE",
-            "mtu": mtu,
-            "provider:network_type": net_type,
-            "provider:segmentation_id": seg_id,
-            "provider:physical_network": item.get("provider:physical_network"),
-        })
+        row.update({"status": "ACTIVE", "mtu": mtu, **segment.provider()})
         txn.insert(self.table, row)
+        insert_network_segments(txn, [row])
         return row
 
     def decorate(self, txn: Transaction, rows: list[Row]) -> list[Row]:
@@ -79,9 +64,17 @@ class NetworkService(ResourceService):
             by_net[sub["network_id"]].append(sub["id"])
         for r in rows:
             r["subnets"] = by_net[r["id"]]
+        bare = {r["id"]: r for r in rows if r["provider:segmentation_id"] is None}
+        for network_id in segmentless(txn, list(bare)):
+            bare[network_id].update(dict.fromkeys(PROVIDER))
         return rows
 
     def before_update(self, txn: Transaction, ctx: RequestContext, row: Row, changes: Row) -> Row:
+        """A network with router gateways on it stays external (ExternalNetworkInUse)."""
+        if (row["router:external"] and changes.get("router:external") is False
+                and txn.exists("ports", {"network_id": row["id"],
+                                         "device_owner": "network:router_gateway"})):
+            raise errors.ExternalNetworkInUse(net_id=row["id"])
         return changes
 
     def before_delete(self, txn: Transaction, ctx: RequestContext, row: Row) -> None:

@@ -32,7 +32,9 @@ from alcor.context import RequestContext
 from alcor.db.store import Store, Transaction
 from alcor.dpm import outbox
 from alcor.ipam import addresses, mac
+from alcor.services.floatingips import FLOATINGIP_OWNER, disassociate_port
 from alcor.services.resource import ResourceService, Row, stamp_new
+from alcor.services.routers import GATEWAY_OWNER, INTERFACE_OWNER
 from alcor.services.security_groups import ensure_default_security_group
 from alcor.timestamps import utcnow
 
@@ -41,6 +43,8 @@ VIF_BOUND = "ovs"
 BOUND_VIF_DETAILS: dict[str, Any] = {"port_filter": True}
 UNPLUGGED_VIF_TYPES = (VIF_UNBOUND, "binding_failed")
 TRUSTED_OWNER_PREFIX = "network:"
+L3_OWNERS = {INTERFACE_OWNER: "routers", GATEWAY_OWNER: "routers", FLOATINGIP_OWNER: "floatingips"}
+"""Ports a router or floating IP (the row ``device_id`` names in that table) owns."""
 """Neutron's trusted ports (DHCP, router): no security groups, not even the default one."""
 
 
@@ -132,7 +136,7 @@ class PortService(ResourceService):
 
     # --- create --------------------------------------------------------------------------
 
-    def create_txn(self, txn: Transaction, ctx: RequestContext, items: list[Row]) -> list[Row]:
+    def create_rows(self, txn: Transaction, ctx: RequestContext, items: list[Row]) -> list[Row]:
         networks = self._networks(txn, ctx, {i["network_id"] for i in items})
         psecs = [_port_security(item, networks[item["network_id"]]) for item in items]
         groups = self._groups_for(txn, ctx, items, psecs)
@@ -160,13 +164,17 @@ class PortService(ResourceService):
                            [change_detail(row) for row in rows])
 
     def _networks(self, txn: Transaction, ctx: RequestContext, ids: set[str]) -> dict[str, Row]:
-        found = {
-            n["id"]: n for n in txn.select(
-                "networks", {"id": sorted(ids)},
-                columns=("id", "project_id", "shared", "port_security_enabled"))
-            if ctx.is_admin or n["shared"] or n["project_id"] == ctx.project_id
-        }
+        """The ports' networks: the caller's, shared, or (admins) any; another project's
+        external network is visible but refused (403), any other is not found."""
+        rows = txn.select("networks", {"id": sorted(ids)},
+                          columns=("id", "project_id", "shared", "router:external",
+                                   "port_security_enabled"))
+        found = {n["id"]: n for n in rows
+                 if ctx.is_admin or n["shared"] or n["project_id"] == ctx.project_id}
         for net_id in sorted(ids - found.keys()):
+            if any(n["id"] == net_id and n["router:external"] for n in rows):
+                raise errors.HTTPForbidden(msg=f"Tenant {ctx.project_id} not allowed to create "
+                                           "port on this network")
             raise errors.NetworkNotFound(net_id=net_id)
         return found
 
@@ -371,11 +379,21 @@ class PortService(ResourceService):
         return self.decorate(txn, [new])[0]
 
     # --- delete --------------------------------------------------------------------------
+
+    def before_delete(self, txn: Transaction, ctx: RequestContext, row: Row) -> None:
+        """Refuse a port its router or floating IP owns (Neutron's
+        ``prevent_l3_port_deletion``): those go with their router or floating IP."""
+        owner = L3_OWNERS.get(row["device_owner"])
+        if owner is not None and txn.exists(owner, {"id": row["device_id"]}):
+            raise errors.ServicePortInUse(port_id=row["id"],
+                                          reason=f"has device owner {row['device_owner']}")
     # The row's deletion cascades to its ip_allocations and port_security_groups rows, which
     # frees its addresses and MAC at once.
 
     def remove(self, txn: Transaction, row: Row) -> None:
-        """ResourceService.remove, with the change's detail in the outbox record."""
+        """ResourceService.remove, with the change's detail in the outbox record; the
+        floating IPs associated with the port lose their association."""
+        disassociate_port(txn, row["id"])
         txn.delete("tags", {"resource_id": row["id"]})
         txn.delete(self.table, {"id": row["id"]})
         outbox.append(txn, self.resource_type, row, outbox.DELETE, change_detail(row))

@@ -1,23 +1,27 @@
 """The lifecycle every resource shares: create in bulk, show, list, update, delete, tags.
 
 ``ResourceService`` owns the transactions: each public method is one transaction on the
-store, stamps standard attributes (revision, timestamps, tags), checks ``If-Match``
-revisions and appends the outbox record.  A resource's module subclasses it and fills the
-hooks (``create_one``, ``decorate``, ``before_update``, ``before_delete``).
+store, checks the project's quota on create, stamps standard attributes (revision,
+timestamps, tags), checks ``If-Match`` revisions and appends the outbox record.  A
+resource's module subclasses it and fills the hooks (``create_one``, ``decorate``,
+``before_update``, ``before_delete``).
 """
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from alcor import errors
+from alcor.config import QuotaSettings
 from alcor.context import RequestContext
 from alcor.db.store import Store, Transaction
 from alcor.dpm import outbox
-from alcor.query import ListQuery, Page
+from alcor.query import ListQuery, Page, Sharing
+from alcor.services import quotas
 from alcor.timestamps import utcnow
 
 MAX_TAGS = 50
@@ -55,9 +59,14 @@ class ResourceService:
     resource_type: ClassVar[str]
     not_found: ClassVar[type[errors.NotFound]] = errors.ResourceNotFound
     not_found_key: ClassVar[str] = "id"
+    sharing: ClassVar[Sharing | None] = None
+    """Other projects' rows a non-admin lists all the same (``visible`` says the same per
+    row)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.quota_defaults = QuotaSettings()
+        """Limits of projects without their own (``build_services`` gives the configured ones)."""
 
     # --- hooks ---------------------------------------------------------------------------
 
@@ -92,6 +101,13 @@ class ResourceService:
         return self.store.write(self.create_txn, ctx, self.prepare_create(ctx, items))
 
     def create_txn(self, txn: Transaction, ctx: RequestContext, items: list[Row]) -> list[Row]:
+        """A client's create: within the projects' quotas (``quotas.enforce``), or nothing.
+        Resources made on the side of another (a router's ports) go to ``create_rows``."""
+        quotas.enforce(txn, self.quota_defaults, self.resource_type, items)
+        return self.create_rows(txn, ctx, items)
+
+    def create_rows(self, txn: Transaction, ctx: RequestContext, items: list[Row]) -> list[Row]:
+        """Insert checked create bodies (no quota check); return the stored rows."""
         rows = [self.create_one(txn, ctx, item) for item in items]
         for row in rows:
             if row.get("tags"):
@@ -115,8 +131,27 @@ class ResourceService:
     def visible(self, ctx: RequestContext, row: Mapping[str, Any]) -> bool:
         return ctx.is_admin or row.get("project_id") == ctx.project_id
 
+    def find_writable(self, txn: Transaction, ctx: RequestContext, id_: str, rule: str) -> Row:
+        """The row the caller may change: NotFound if it cannot see it, 403
+        PolicyNotAuthorized naming the policy ``rule`` (``update_network``) if it sees it but
+        may not change it."""
+        row = self.find_visible(txn, ctx, id_)
+        if not self.writable(txn, ctx, row):
+            raise errors.PolicyNotAuthorized(action=f"rule:{rule}")
+        return row
+
+    def writable(self, txn: Transaction, ctx: RequestContext, row: Mapping[str, Any]) -> bool:
+        """Admins change anything; members their project's rows; readers nothing."""
+        return ctx.is_admin or (ctx.can_write and row.get("project_id") == ctx.project_id)
+
+    def scoped(self, ctx: RequestContext, query: ListQuery) -> ListQuery:
+        """A non-admin's list: its project's rows and the shared ones."""
+        if ctx.is_admin or query.project_ids is not None:
+            return query
+        return dataclasses.replace(query, project_ids=[ctx.project_id], shared=self.sharing)
+
     def list(self, ctx: RequestContext, query: ListQuery) -> Page:
-        return self.store.read(self._list_txn, ctx, query)
+        return self.store.read(self._list_txn, ctx, self.scoped(ctx, query))
 
     def _list_txn(self, txn: Transaction, ctx: RequestContext, query: ListQuery) -> Page:
         page = txn.list(self.table, query)
@@ -131,7 +166,7 @@ class ResourceService:
         self, txn: Transaction, ctx: RequestContext, id_: str, changes: Row,
         expected_revision: int | None,
     ) -> Row:
-        row = self.find_visible(txn, ctx, id_)
+        row = self.find_writable(txn, ctx, id_, f"update_{self.resource_type}")
         check_revision(row, expected_revision)
         values = self.before_update(txn, ctx, row, dict(changes))
         if "tags" in values:
@@ -154,7 +189,7 @@ class ResourceService:
     def delete_txn(
         self, txn: Transaction, ctx: RequestContext, id_: str, expected_revision: int | None
     ) -> None:
-        row = self.find_visible(txn, ctx, id_)
+        row = self.find_writable(txn, ctx, id_, f"delete_{self.resource_type}")
         check_revision(row, expected_revision)
         self.before_delete(txn, ctx, row)
         self.remove(txn, row)
@@ -193,7 +228,7 @@ class ResourceService:
         self, txn: Transaction, ctx: RequestContext, id_: str, names: builtins.list[str],
         expected_revision: int | None,
     ) -> builtins.list[str]:
-        row = self.find_visible(txn, ctx, id_)
+        row = self.find_writable(txn, ctx, id_, f"update_{self.resource_type}")
         check_revision(row, expected_revision)
         unique = list(dict.fromkeys(names))
         self._write_tags(txn, id_, unique, replace=True)
@@ -209,7 +244,7 @@ class ResourceService:
         self, txn: Transaction, ctx: RequestContext, id_: str, tag: str,
         expected_revision: int | None,
     ) -> None:
-        row = self.find_visible(txn, ctx, id_)
+        row = self.find_writable(txn, ctx, id_, f"update_{self.resource_type}")
         check_revision(row, expected_revision)
         if tag in row["tags"]:
             return
@@ -229,7 +264,7 @@ class ResourceService:
         self, txn: Transaction, ctx: RequestContext, id_: str, tag: str,
         expected_revision: int | None,
     ) -> None:
-        row = self.find_visible(txn, ctx, id_)
+        row = self.find_writable(txn, ctx, id_, f"update_{self.resource_type}")
         check_revision(row, expected_revision)
         if tag not in row["tags"]:
             raise errors.TagNotFound(tag=tag, resource_type=self.resource_type, resource_id=id_)

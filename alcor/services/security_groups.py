@@ -16,7 +16,7 @@ from alcor import errors
 from alcor.context import RequestContext
 from alcor.db.store import Store, Transaction
 from alcor.dpm import outbox
-from alcor.query import ListQuery, Page
+from alcor.query import ListQuery, Page, Sharing
 from alcor.services.resource import ResourceService, Row, new_id, stamp_new
 from alcor.timestamps import utcnow
 
@@ -271,7 +271,10 @@ def ensure_default_for(store: Store, project_id: str) -> None:
 
 def listed_project(ctx: RequestContext, query: ListQuery) -> str:
     """The project whose default group a list request makes sure of (Neutron: the first
-    ``project_id``/``tenant_id`` filter value, else the caller's project)."""
+    ``project_id``/``tenant_id`` filter value, else the caller's project; a non-admin's own
+    project only)."""
+    if not ctx.is_admin:
+        return ctx.project_id
     named = [p for p in query.filters.get("project_id", []) if p]
     if named:
         return str(named[0])
@@ -287,6 +290,10 @@ class SecurityGroupService(ResourceService):
     table: ClassVar[str] = "security_groups"
     resource_type: ClassVar[str] = "security_group"
     not_found = errors.SecurityGroupNotFound
+    sharing = Sharing(columns=("shared",))
+
+    def visible(self, ctx: RequestContext, row: Any) -> bool:
+        return ctx.is_admin or row["project_id"] == ctx.project_id or bool(row["shared"])
 
     def create_one(self, txn: Transaction, ctx: RequestContext, item: Row) -> Row:
         ensure_default_security_group(txn, item["project_id"])
@@ -349,6 +356,27 @@ class SecurityGroupRuleService(ResourceService):
     table: ClassVar[str] = "security_group_rules"
     resource_type: ClassVar[str] = RULE_TYPE
     not_found = errors.SecurityGroupRuleNotFound
+    sharing = Sharing(parent_key="security_group_id", parent_table="security_groups",
+                      parent_columns=("shared",))
+
+    def find_visible(self, txn: Transaction, ctx: RequestContext, id_: str) -> Row:
+        """The rule, visible to its project, admins, and whoever sees its group (the group's
+        project, everyone for a shared group)."""
+        row = txn.get(self.table, id_)
+        if row is None or not (self.visible(ctx, row) or any(
+            ctx.project_id == g["project_id"] or g["shared"] for g in txn.select(
+                "security_groups", {"id": row["security_group_id"]},
+                columns=("id", "project_id", "shared"))
+        )):
+            raise errors.SecurityGroupRuleNotFound(id=id_)
+        return row
+
+    def writable(self, txn: Transaction, ctx: RequestContext, row: Any) -> bool:
+        """Admins; members for their project's rules and the rules of their groups."""
+        return ctx.is_admin or (ctx.can_write and (
+            row["project_id"] == ctx.project_id
+            or txn.exists("security_groups", {"id": row["security_group_id"],
+                                              "project_id": ctx.project_id})))
 
     def prepare_create(self, ctx: RequestContext, items: list[Row]) -> list[Row]:
         rules = [canonical_rule(item) for item in items]

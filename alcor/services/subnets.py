@@ -20,6 +20,7 @@ from alcor.db.store import Transaction
 from alcor.dpm import outbox
 from alcor.ipam import subnets as cidrs
 from alcor.ipam.subnets import IPAddress, IPNetwork, Pool
+from alcor.query import Sharing
 from alcor.services.resource import ResourceService, Row, stamp_new
 from alcor.timestamps import utcnow
 
@@ -254,14 +255,18 @@ class SubnetService(ResourceService):
     resource_type: ClassVar[str] = "subnet"
     not_found = errors.SubnetNotFound
     not_found_key = "subnet_id"
+    sharing = Sharing(parent_key="network_id", parent_table="networks",
+                      parent_columns=("shared", "router:external"))
 
     def find_visible(self, txn: Transaction, ctx: RequestContext, id_: str) -> Row:
-        """The subnet, visible to its project, admins, and everyone on a shared network."""
+        """The subnet, visible to its project, admins, and everyone who sees its network
+        (the network's project, and everyone on a shared or external network)."""
         row = txn.get(self.table, id_)
-        if row is None or not (
-            self.visible(ctx, row)
-            or txn.exists("networks", {"id": row["network_id"], "shared": True})
-        ):
+        if row is None or not (self.visible(ctx, row) or any(
+            _network_visible(ctx, n) for n in txn.select(
+                "networks", {"id": row["network_id"]},
+                columns=("id", "project_id", "shared", "router:external"))
+        )):
             raise errors.SubnetNotFound(subnet_id=id_)
         return row
 
@@ -293,7 +298,13 @@ class SubnetService(ResourceService):
                            for_update=True)
         if not found or not _network_visible(ctx, found[0]):
             raise errors.NetworkNotFound(net_id=network_id)
-        return found[0]
+        network = found[0]
+        if not ctx.is_admin and network["project_id"] != ctx.project_id:
+            if network["shared"]:
+                raise errors.PolicyNotAuthorized(action="rule:create_subnet")
+            raise errors.HTTPForbidden(msg=f"Tenant {ctx.project_id} not allowed to create "
+                                       "subnet on this network")
+        return network
 
     # --- read -----------------------------------------------------------------------------
 

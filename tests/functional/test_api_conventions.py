@@ -33,10 +33,10 @@ def test_extensions_list_and_show(client: TestClient) -> None:
     aliases = {e["alias"] for e in client.get("/v2.0/extensions").json()["extensions"]}
     assert {"binding", "provider", "security-group", "pagination", "sorting",
             "standard-attr-tag", "revision-if-match", "filter-validation"} <= aliases
-    assert "router" not in aliases  # listed only once implemented
+    assert "l3-ha" not in aliases  # listed only once implemented
     shown = client.get("/v2.0/extensions/binding").json()["extension"]
     assert shown["name"] == "Port Binding"
-    missing = client.get("/v2.0/extensions/router")
+    missing = client.get("/v2.0/extensions/l3-ha")
     assert missing.status_code == 404
     assert missing.json()["NeutronError"]["type"] == "ExtensionNotFound"
 

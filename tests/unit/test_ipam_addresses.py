@@ -52,7 +52,7 @@ class World:
 
 @contextmanager
 def world() -> Iterator[World]:
-    cfg = load({}, db__url="sqlite://")
+    cfg = load({}, db__url="sqlite://", quotas__port=-1)  # thousands of ports per pool
     store = Store.connect(cfg.db)
     store.create_schema()
     try:
