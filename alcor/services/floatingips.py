@@ -16,7 +16,7 @@ Every write appends a ``floatingip`` outbox record whose detail carries ``router
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from alcor import errors
@@ -57,11 +57,14 @@ def _unassociated() -> Row:
     return {"port_id": None, "fixed_ip_address": None, "router_id": None, "status": DOWN}
 
 
-def disassociate_port(txn: Transaction, port_id: str) -> None:
-    """The fixed port ``port_id`` is going: its floating IPs keep their address, lose the
-    association (Neutron's ``disassociate_floatingips``)."""
+def disassociate_port(txn: Transaction, port_id: str, keep: Collection[str] = ()) -> None:
+    """The fixed port ``port_id`` is going, or lost addresses: its floating IPs whose fixed
+    address is not in ``keep`` keep their own address and lose the association (Neutron's
+    ``disassociate_floatingips``)."""
     now = utcnow()
     for row in txn.select("floatingips", {"port_id": port_id}):
+        if row["fixed_ip_address"] in keep:
+            continue
         values = {**_unassociated(), "revision_number": row["revision_number"] + 1,
                   "updated_at": now}
         txn.update("floatingips", {"id": row["id"]}, values)

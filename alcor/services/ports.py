@@ -311,6 +311,7 @@ class PortService(ResourceService):
             self._check_mac_change(txn, row, values["mac_address"])
         if "fixed_ips" in values or "mac_address" in values:
             self._update_addresses(txn, row, values)
+            disassociate_port(txn, row["id"], keep={ip["ip_address"] for ip in values["fixed_ips"]})
         self._update_security(txn, ctx, row, values)
         if "binding:host_id" in values:
             values.update(binding_attributes(values["binding:host_id"]))

@@ -340,6 +340,26 @@ def test_deleting_the_fixed_port_disassociates(client: TestClient, world: Json) 
     assert now["floating_ip_address"] == f["floating_ip_address"]
 
 
+def test_changing_the_fixed_address_disassociates_only_what_it_lost(
+    client: TestClient, world: Json
+) -> None:
+    """A floating IP never points at an address its port no longer has."""
+    old = world["vm"]["fixed_ips"][0]["ip_address"]
+    f = fip(client, world["ext"]["id"], port_id=world["vm"]["id"])
+    assert f["fixed_ip_address"] == old
+    same = client.put(f"/v2.0/ports/{world['vm']['id']}", json={"port": {"name": "renamed"}})
+    assert same.status_code == 200
+    assert show(client, f["id"])["port_id"] == world["vm"]["id"]
+    moved = client.put(f"/v2.0/ports/{world['vm']['id']}", json={"port": {"fixed_ips": [
+        {"subnet_id": world["sub"]["id"], "ip_address": "10.0.0.77"}]}})
+    assert moved.status_code == 200, moved.text
+    now = show(client, f["id"])
+    assert (now["port_id"], now["fixed_ip_address"], now["status"]) == (None, None, "DOWN")
+    again = update(client, f["id"], port_id=world["vm"]["id"])
+    assert again.status_code == 200, again.text
+    assert again.json()["floatingip"]["fixed_ip_address"] == "10.0.0.77"
+
+
 def test_a_port_removed_as_another_routers_interface_is_disassociated(
     client: TestClient, world: Json
 ) -> None:
