@@ -134,6 +134,11 @@ class KeystoneClient:
                 f"password authentication of {username!r} answered {resp.status_code}")
         return resp.headers["X-Subject-Token"], resp.json()
 
+    def service_token(self) -> str:
+        """Alcor's own token (renewed when close to its expiry): what the agent presents to
+        an API behind Keystone."""
+        return self._service_token(None)
+
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return self.http.request(method, self.base + path, params={"nocatalog": ""},

@@ -57,18 +57,20 @@ def default_dvr_mac(local_ip: str) -> str:
     return derived_mac("fe:16:11", local_ip)
 
 
-def register(api_url: str, host: HostInfo, *, timeout: float = 10.0) -> str:
+def register(api_url: str, host: HostInfo, *, timeout: float = 10.0,
+             token: str | None = None) -> str:
     """Create the node, or update it if it exists; returns "created" or "updated".
+    ``token``: a Keystone token of an admin, sent as X-Auth-Token (APIs behind Keystone).
 
     Raises RegistrationFailed (4xx other than 409 are permanent) or OSError (unreachable)."""
     base = api_url.rstrip("/")
-    status, text = _send("POST", f"{base}/nodes", {"host_info": host.body()}, timeout)
+    status, text = _send("POST", f"{base}/nodes", {"host_info": host.body()}, timeout, token)
     if status in (200, 201):
         return "created"
     if status != 409:
         raise _failure("POST /nodes", status, text)
     path = f"/nodes/{urllib.parse.quote(host.node_id, safe='')}"
-    status, text = _send("PUT", base + path, {"host_info": host.body()}, timeout)
+    status, text = _send("PUT", base + path, {"host_info": host.body()}, timeout, token)
     if 200 <= status < 300:
         return "updated"
     raise _failure(f"PUT {path}", status, text)
@@ -91,11 +93,13 @@ def _failure(what: str, status: int, text: str) -> RegistrationFailed:
                               permanent=400 <= status < 500)
 
 
-def _send(method: str, url: str, body: Any, timeout: float) -> tuple[int, str]:
+def _send(method: str, url: str, body: Any, timeout: float,
+          token: str | None = None) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token:
+        headers["X-Auth-Token"] = token
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method=method,
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
-    )
+        url, data=json.dumps(body).encode(), method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), response.read().decode(errors="replace")

@@ -15,6 +15,7 @@ the kernel holds from before and nobody asks for.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -32,6 +33,8 @@ from alcor.agent.registration import (
 )
 from alcor.agent.server import AgentServer, request_full_state, start_server
 from alcor.agent.state import AgentState, Desired, Report
+from alcor.config import AuthSettings
+from alcor.identity import IdentityUnavailable, KeystoneClient
 from alcor.rpc._generated import common_pb2
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ class AgentOptions:
     dataplane: str = "linux"
     physical_networks: tuple[str, ...] = ()
     """``NAME=IFACE`` mappings of provider networks (``--physical-network``)."""
+    auth: AuthSettings | None = None
+    """With strategy ``keystone``: the user (an admin) whose token registers the node."""
 
     def host_info(self, server_port: int) -> HostInfo:
         return HostInfo(
@@ -144,8 +149,14 @@ async def announce(options: AgentOptions, server: AgentServer) -> None:
     """Register the node (if an API is given), then ask for the full goal state (if a
     controller is given)."""
     host = options.host_info(server.port)
-    if options.api_url and not await register_until_done(options.api_url, host):
-        return
+    tokens = KeystoneClient(options.auth) if (
+        options.auth is not None and options.auth.strategy == "keystone") else None
+    try:
+        if options.api_url and not await register_until_done(options.api_url, host, tokens):
+            return
+    finally:
+        if tokens is not None:
+            tokens.close()
     if options.controller:
         reply = await request_full_state(options.controller, options.local_ip,
                                          first_delay=FIRST_RETRY, max_delay=MAX_RETRY)
@@ -155,18 +166,25 @@ async def announce(options: AgentOptions, server: AgentServer) -> None:
               f"{', '.join(statuses) or 'no status'}", flush=True)
 
 
-async def register_until_done(api_url: str, host: HostInfo) -> bool:
-    """Register with backoff while the API is unreachable or failing (5xx); False if it
-    refuses the node (4xx other than 409, which means it exists and is updated instead)."""
+async def register_until_done(api_url: str, host: HostInfo,
+                              tokens: KeystoneClient | None = None) -> bool:
+    """Register with backoff while the API or the identity service is unreachable or failing
+    (5xx); False if the API refuses the node (4xx other than 409, which means it exists and is
+    updated instead).  ``tokens``: where the X-Auth-Token comes from (APIs behind Keystone)."""
     delay = FIRST_RETRY
     while True:
         try:
-            outcome = await asyncio.to_thread(register, api_url, host)
+            token = await asyncio.to_thread(tokens.service_token) if tokens else None
+            outcome = await asyncio.to_thread(
+                functools.partial(register, api_url, host, token=token))
         except RegistrationFailed as exc:
             if exc.permanent:
                 log.error("node %s not registered: %s", host.node_id, exc)
                 return False
             log.warning("registering node %s: %s; again in %.1fs", host.node_id, exc, delay)
+        except IdentityUnavailable as exc:
+            log.warning("no token to register node %s: %s; again in %.1fs", host.node_id, exc,
+                        delay)
         except OSError as exc:
             log.info("nodes API %s unreachable (%s); again in %.1fs", api_url, exc, delay)
         else:

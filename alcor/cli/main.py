@@ -70,7 +70,7 @@ def _agent(settings: Settings, args: argparse.Namespace) -> int:
         local_ip=args.local_ip, mac_address=args.mac, veth=args.veth,
         host_dvr_mac=args.host_dvr_mac, api_url=args.api_url, controller=args.controller,
         state_file=args.state_file, dataplane=args.dataplane,
-        physical_networks=tuple(args.physical_network),
+        physical_networks=tuple(args.physical_network), auth=settings.auth,
     )
     return asyncio.run(run(options))
 

@@ -7,11 +7,15 @@ Users: ``alice`` (member of alpha), ``bob`` (member of beta), ``rita`` (reader o
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openstack
 import pytest
 from openstack import exceptions
@@ -20,8 +24,8 @@ from starlette.testclient import TestClient
 from alcor.api.attributes import FOREIGN_PROJECT
 from alcor.config import Settings, load
 from alcor.identity import KeystoneClient, TokenCache, TokenValidator, epoch
-from tests.functional.server import AlcorServer, free_port
-from tests.keystone_cloud import PASSWORD, Cloud, alcor_client
+from tests.functional.server import AlcorServer, alcor_executable, free_port
+from tests.keystone_cloud import ADMIN_PASSWORD, PASSWORD, Cloud, alcor_client
 
 UNAUTHORIZED = {"error": {"code": 401, "title": "Unauthorized",
                           "message": "The request you have made requires authentication."}}
@@ -419,3 +423,44 @@ def test_openstacksdk_logs_in_and_finds_alcor_in_the_catalog(cloud: Cloud,
     finally:
         alice.close()
         bob.close()
+
+
+def _agent_output(alcor_url: str, env: dict[str, str], node_id: str, wanted: str) -> str:
+    """Run ``alcor agent`` (recording data plane) registering at ``alcor_url`` with ``env``
+    until it prints a line containing ``wanted`` (or 60 s pass); its output so far."""
+    args = [alcor_executable(), "agent", "--listen", "127.0.0.1:0", "--node-id", node_id,
+            "--local-ip", "127.0.0.1", "--dataplane", "recording", "--api-url", alcor_url]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **env}, start_new_session=True)
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if wanted in line or time.monotonic() > deadline:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return "".join(lines)
+
+
+def test_an_agent_registers_with_an_admin_token(alcor_url: str, cloud: Cloud) -> None:
+    """Behind Keystone the agent authenticates as the user its ALCOR_AUTH__* settings name
+    and registers its node; a member's credentials are refused (403) and it says so."""
+    base = alcor_url.rstrip("/")
+    admin_env = {**cloud.alcor_env(), "ALCOR_AUTH__USERNAME": "admin",
+                 "ALCOR_AUTH__PASSWORD": ADMIN_PASSWORD, "ALCOR_AUTH__PROJECT_NAME": "admin"}
+    out = _agent_output(base, admin_env, "auth-node-1", "created at")
+    assert "node auth-node-1 created at" in out, out
+    shown = httpx.get(f"{base}/nodes/auth-node-1", headers=cloud.headers("admin"))
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["host_info"]["local_ip"] == "127.0.0.1"
+
+    member_env = {**cloud.alcor_env(), "ALCOR_AUTH__USERNAME": "alice",
+                  "ALCOR_AUTH__PASSWORD": PASSWORD, "ALCOR_AUTH__PROJECT_NAME": "alpha"}
+    out = _agent_output(base, member_env, "auth-node-2", "not registered")
+    assert "403" in out and "PolicyNotAuthorized" in out, out
+    assert httpx.get(f"{base}/nodes/auth-node-2",
+                     headers=cloud.headers("admin")).status_code == 404
