@@ -154,6 +154,11 @@ class RouterService(ResourceService):
 
     # --- create --------------------------------------------------------------------------
 
+    def prepare_create(self, ctx: RequestContext, items: list[Row]) -> list[Row]:
+        for item in items:
+            _check_gateway_policy(ctx, item.get("external_gateway_info"), "create_router")
+        return items
+
     def create_one(self, txn: Transaction, ctx: RequestContext, item: Row) -> Row:
         if item.get("flavor_id") is not None:
             raise errors.FlavorNotFound(flavor_id=item["flavor_id"])
@@ -176,6 +181,7 @@ class RouterService(ResourceService):
     def before_update(self, txn: Transaction, ctx: RequestContext, row: Row, changes: Row) -> Row:
         values = dict(changes)
         if "external_gateway_info" in changes:
+            _check_gateway_policy(ctx, changes["external_gateway_info"], "update_router")
             values.update(self._gateway_change(txn, ctx, row, changes["external_gateway_info"]))
         if "routes" in changes:
             values["routes"] = normal_routes(changes["routes"])
@@ -479,6 +485,21 @@ class RouterService(ResourceService):
                                            reason="the nexthop is not connected with router")
             if ipaddress.ip_address(route["nexthop"]) in own:
                 raise errors.InvalidRoutes(routes=routes, reason="the nexthop is used by router")
+
+
+GATEWAY_ADMIN_KEYS = ("enable_snat", "external_fixed_ips")
+"""Parts of ``external_gateway_info`` only admins may choose (Neutron's default policy)."""
+
+
+def _check_gateway_policy(ctx: RequestContext, info: Mapping[str, Any] | None,
+                          action: str) -> None:
+    """A non-admin may name the external network, not SNAT or the gateway's addresses."""
+    if ctx.is_admin or not info:
+        return
+    for key in GATEWAY_ADMIN_KEYS:
+        if key in info:
+            raise errors.PolicyNotAuthorized(
+                action=f"(rule:{action} and rule:{action}:external_gateway_info:{key})")
 
 
 def _visible_subnet(txn: Transaction, ctx: RequestContext, subnet_id: str) -> Row:

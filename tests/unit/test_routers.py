@@ -64,6 +64,32 @@ def test_gateway_on_the_admins_external_network(services: Services, routers: Rou
         services.by_collection["ports"].get(ALICE, r["gw_port_id"])
 
 
+@pytest.mark.parametrize("extra", [{"enable_snat": False}, {"external_fixed_ips": [
+    {"ip_address": "203.0.113.50"}]}])
+def test_only_admins_choose_snat_and_gateway_addresses(
+    services: Services, routers: RouterService, public: Row, extra: dict[str, Any]
+) -> None:
+    """Neutron's default policy: a member names the external network, an admin may also
+    choose enable_snat and external_fixed_ips, on create and on update."""
+    key = next(iter(extra))
+    info = {"network_id": public["id"], **extra}
+    with pytest.raises(errors.PolicyNotAuthorized,
+                       match=rf"rule:create_router:external_gateway_info:{key}\)"):
+        create(services, ALICE, "routers", name="r", external_gateway_info=info)
+    r = create(services, ALICE, "routers", name="r",
+               external_gateway_info={"network_id": public["id"]})
+    with pytest.raises(errors.PolicyNotAuthorized,
+                       match=rf"rule:update_router:external_gateway_info:{key}\)"):
+        routers.update(ALICE, r["id"], {"external_gateway_info": info})
+    done = routers.update(ADMIN, r["id"], {"external_gateway_info": info})
+    assert done["external_gateway_info"]["network_id"] == public["id"]
+    if key == "enable_snat":
+        assert done["external_gateway_info"]["enable_snat"] is False
+    else:
+        assert done["external_gateway_info"]["external_fixed_ips"][0]["ip_address"] == (
+            "203.0.113.50")
+
+
 def test_interface_on_another_projects_shared_subnet_is_refused(
     services: Services, routers: RouterService
 ) -> None:
