@@ -103,6 +103,14 @@ def fip_records(store: Store) -> list[tuple[str, Json]]:
             for r in rows]
 
 
+def free_address(client: TestClient, world: Json) -> str:
+    """An address of the tenant subnet no port holds (addresses are handed out at random, so
+    a fixed one could be taken)."""
+    ports = client.get("/v2.0/ports", params={"network_id": world["net"]["id"]}).json()["ports"]
+    taken = {ip["ip_address"] for p in ports for ip in p["fixed_ips"]}
+    return next(f"10.0.0.{n}" for n in range(77, 100) if f"10.0.0.{n}" not in taken)
+
+
 @pytest.fixture
 def world(client: TestClient) -> Json:
     """An external network (203.0.113.0/24), a tenant subnet (10.0.0.0/24) behind router
@@ -321,7 +329,7 @@ def test_router_holding_the_gateway_ip_is_preferred(client: TestClient, world: J
     ext_id, net_id, sub = world["ext"]["id"], world["net"]["id"], world["sub"]
     side = router(client, external_gateway_info={"network_id": ext_id})
     side_port = port(client, net_id, fixed_ips=[{"subnet_id": sub["id"],
-                                                 "ip_address": "10.0.0.2"}])
+                                                 "ip_address": free_address(client, world)}])
     interface(client, side["id"], port_id=side_port["id"])
     f = fip(client, ext_id, port_id=world["vm"]["id"])
     assert f["router_id"] == world["router"]["id"]
@@ -345,19 +353,20 @@ def test_changing_the_fixed_address_disassociates_only_what_it_lost(
 ) -> None:
     """A floating IP never points at an address its port no longer has."""
     old = world["vm"]["fixed_ips"][0]["ip_address"]
+    new = free_address(client, world)
     f = fip(client, world["ext"]["id"], port_id=world["vm"]["id"])
     assert f["fixed_ip_address"] == old
     same = client.put(f"/v2.0/ports/{world['vm']['id']}", json={"port": {"name": "renamed"}})
     assert same.status_code == 200
     assert show(client, f["id"])["port_id"] == world["vm"]["id"]
     moved = client.put(f"/v2.0/ports/{world['vm']['id']}", json={"port": {"fixed_ips": [
-        {"subnet_id": world["sub"]["id"], "ip_address": "10.0.0.77"}]}})
+        {"subnet_id": world["sub"]["id"], "ip_address": new}]}})
     assert moved.status_code == 200, moved.text
     now = show(client, f["id"])
     assert (now["port_id"], now["fixed_ip_address"], now["status"]) == (None, None, "DOWN")
     again = update(client, f["id"], port_id=world["vm"]["id"])
     assert again.status_code == 200, again.text
-    assert again.json()["floatingip"]["fixed_ip_address"] == "10.0.0.77"
+    assert again.json()["floatingip"]["fixed_ip_address"] == new
 
 
 def test_a_port_removed_as_another_routers_interface_is_disassociated(
