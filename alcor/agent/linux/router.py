@@ -132,8 +132,8 @@ class Routers:
         for interface in spec.interfaces:
             alias = leg_alias(rid, "qr", interface.leg.key)
             aliases.add(alias)
-            qr[interface.subnet_id] = (ns.plug(interface.leg, alias), interface.leg.router_end,
-                                       interface)
+            index = ns.plug(interface.leg, alias, announce=True)
+            qr[interface.subnet_id] = (index, interface.leg.router_end, interface)
         default, way_out = nat.apply(ns, rid, spec.gateway)
         self._unplug_others(rid, aliases | way_out)
         routes = {dst: Route(via) for dst, via in spec.routes}

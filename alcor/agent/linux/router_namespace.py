@@ -202,8 +202,10 @@ class RouterNamespace:
 
     def plug(self, leg: Leg, alias: str, announce: bool = False) -> int:
         """Make the leg exist and be right; returns its router end's ifindex.  With
-        ``announce``, addresses it gains are announced by gratuitous ARP (an external leg:
-        the outside learns at once which host holds a floating IP now)."""
+        ``announce``, addresses it gains (all of them when its MAC changed) are announced by
+        gratuitous ARP: on an external leg the outside learns at once which host holds a
+        floating IP now; on a subnet's leg, workloads that asked for the gateway before it
+        existed here, or hold a previous interface's MAC for it, learn the new one."""
         host = _link(self.host_ipr, leg.host_end)
         inner = _link(self.ipr, leg.router_end)
         if host is not None and (link_alias(host) != alias or inner is None
@@ -233,6 +235,9 @@ class RouterNamespace:
         if changes:
             self.ipr.link("set", index=index, **changes)
         added = self.set_addresses(index, leg.addresses)
+        if announce and "address" in changes:
+            added = [address for address, _ in leg.addresses]
+        added = [a for a in added if ipaddress.ip_address(a).version == 4]
         if announce and added:
             self.announce(leg.router_end, leg.mac, added)
         return index
