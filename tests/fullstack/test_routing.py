@@ -52,6 +52,12 @@ def test_no_route_without_the_interface(cloud: Cloud) -> None:
     cloud.remove_interface(router, far)
     until(lambda: cloud.silent(y1, y2.ip), "the removed interface to stop routing",
           logs=cloud.stack.logs)
+    # Re-added, the interface is a new port: a new MAC at the same gateway address.  y2
+    # still holds the old MAC for its gateway; the agent's gratuitous ARP must replace it
+    # (without it y2's replies go nowhere until its entry expires, tens of seconds).
+    cloud.add_interface(router, far)
+    until(lambda: cloud.pings(y1, y2.ip, timeout=1), "the re-added interface to route",
+          timeout=8.0, logs=cloud.stack.logs)
 
 
 def test_extra_routes_are_obeyed(cloud: Cloud) -> None:
