@@ -98,25 +98,13 @@ class FloatingIPService(ResourceService):
     resource_type: ClassVar[str] = "floatingip"
     not_found = errors.FloatingIPNotFound
     not_found_key = "floatingip_id"
+    locks_rows = True
 
     def __init__(self, store: Store, ports: PortService) -> None:
         super().__init__(store)
         self.ports = ports
 
     # --- reading -------------------------------------------------------------------------
-
-    def find_visible(self, txn: Transaction, ctx: RequestContext, id_: str) -> Row:
-        """The floating IP, locked until the transaction ends (every write starts here)."""
-        return self._find(txn, ctx, id_, lock=True)
-
-    def get_txn(self, txn: Transaction, ctx: RequestContext, id_: str) -> Row:
-        return self.decorate(txn, [self._find(txn, ctx, id_, lock=False)])[0]
-
-    def _find(self, txn: Transaction, ctx: RequestContext, id_: str, *, lock: bool) -> Row:
-        rows = txn.select(self.table, {"id": id_}, for_update=lock)
-        if not rows or not self.visible(ctx, rows[0]):
-            raise errors.FloatingIPNotFound(floatingip_id=id_)
-        return rows[0]
 
     def decorate(self, txn: Transaction, rows: list[Row]) -> list[Row]:
         """``port_details`` of each associated port (one query per page)."""

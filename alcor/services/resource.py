@@ -59,6 +59,9 @@ class ResourceService:
     resource_type: ClassVar[str]
     not_found: ClassVar[type[errors.NotFound]] = errors.ResourceNotFound
     not_found_key: ClassVar[str] = "id"
+    locks_rows: ClassVar[bool] = False
+    """Writes lock the row they change (``SELECT ... FOR UPDATE``) until they commit: for
+    resources whose writes create or move other rows (a router's ports)."""
     sharing: ClassVar[Sharing | None] = None
     """Other projects' rows a non-admin lists all the same (``visible`` says the same per
     row)."""
@@ -134,10 +137,16 @@ class ResourceService:
     def find_writable(self, txn: Transaction, ctx: RequestContext, id_: str, rule: str) -> Row:
         """The row the caller may change: NotFound if it cannot see it, 403
         PolicyNotAuthorized naming the policy ``rule`` (``update_network``) if it sees it but
-        may not change it."""
+        may not change it.  A resource that ``locks_rows`` holds the row locked until the
+        transaction ends."""
         row = self.find_visible(txn, ctx, id_)
         if not self.writable(txn, ctx, row):
             raise errors.PolicyNotAuthorized(action=f"rule:{rule}")
+        if self.locks_rows:
+            locked = txn.select(self.table, {"id": id_}, for_update=True)
+            if not locked:
+                raise self.not_found(**{self.not_found_key: id_})
+            row = locked[0]
         return row
 
     def writable(self, txn: Transaction, ctx: RequestContext, row: Mapping[str, Any]) -> bool:

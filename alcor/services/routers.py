@@ -10,7 +10,8 @@ IP when added by subnet) or the gateway (``network:router_gateway``, project ``"
 Every router write appends a ``router`` outbox record whose detail carries ``subnet_ids``:
 the subnets attached before and after the change, so the data-plane manager reaches every
 host the router is or was present on.  Each write locks the router row first
-(``find_visible``), so interface, gateway and route checks see settled state.
+(``find_writable``: ``locks_rows``), so interface, gateway and route checks see settled
+state.
 """
 
 from __future__ import annotations
@@ -107,25 +108,13 @@ class RouterService(ResourceService):
     resource_type: ClassVar[str] = "router"
     not_found = errors.RouterNotFound
     not_found_key = "router_id"
+    locks_rows = True
 
     def __init__(self, store: Store, ports: PortService) -> None:
         super().__init__(store)
         self.ports = ports
 
     # --- reading -------------------------------------------------------------------------
-
-    def find_visible(self, txn: Transaction, ctx: RequestContext, id_: str) -> Row:
-        """The router, locked until the transaction ends (every write starts here)."""
-        return self._find(txn, ctx, id_, lock=True)
-
-    def get_txn(self, txn: Transaction, ctx: RequestContext, id_: str) -> Row:
-        return self.decorate(txn, [self._find(txn, ctx, id_, lock=False)])[0]
-
-    def _find(self, txn: Transaction, ctx: RequestContext, id_: str, *, lock: bool) -> Row:
-        rows = txn.select(self.table, {"id": id_}, for_update=lock)
-        if not rows or not self.visible(ctx, rows[0]):
-            raise errors.RouterNotFound(router_id=id_)
-        return rows[0]
 
     def decorate(self, txn: Transaction, rows: list[Row]) -> list[Row]:
         """The gateway's addresses as its port holds them now (one query per page)."""
