@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import threading
 from collections.abc import Iterator
@@ -194,3 +195,22 @@ def link_kind(link: Any) -> str:
     info = link.get_attr("IFLA_LINKINFO")
     return str(info.get_attr("IFLA_INFO_KIND") or "") if info is not None else ""
 
+
+
+def get_link(ipr: Any, name: str) -> Any | None:
+    """The link called ``name`` on the pyroute2 socket ``ipr``, or None if there is none."""
+    try:
+        return ipr.link("get", ifname=name)[0]
+    except Exception as exc:  # pyroute2 raises NetlinkError(19) for "no such device"
+        if getattr(exc, "code", None) == errno.ENODEV:
+            return None
+        raise
+
+
+def delete_link(ipr: Any, index: int) -> None:
+    """Delete the link ``index``; one already gone is fine."""
+    try:
+        ipr.link("del", index=index)
+    except Exception as exc:
+        if getattr(exc, "code", None) != errno.ENODEV:
+            raise

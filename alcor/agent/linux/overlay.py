@@ -26,7 +26,9 @@ from typing import Any
 
 from alcor.agent.linux.namespaces import (
     ThreadRoutes,
+    delete_link,
     disable_ipv6,
+    get_link,
     link_alias,
     link_kind,
 )
@@ -157,19 +159,10 @@ class Overlay:
         return self._underlay
 
     def _link(self, name: str) -> Any | None:
-        try:
-            return self.ipr.link("get", ifname=name)[0]
-        except Exception as exc:  # pyroute2 raises NetlinkError(19) for "no such device"
-            if getattr(exc, "code", None) == errno.ENODEV:
-                return None
-            raise
+        return get_link(self.ipr, name)
 
     def _delete_link(self, index: int) -> None:
-        try:
-            self.ipr.link("del", index=index)
-        except Exception as exc:
-            if getattr(exc, "code", None) != errno.ENODEV:
-                raise
+        delete_link(self.ipr, index)
 
     def _ensure_bridge(self, vni: int, mtu: int) -> int:
         name = bridge_name(vni)

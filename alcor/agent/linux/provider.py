@@ -12,14 +12,19 @@ provider network would need a tagged sub-interface per segment.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from alcor.agent.linux.namespaces import ThreadRoutes, disable_ipv6, link_alias, link_kind
+from alcor.agent.linux.namespaces import (
+    ThreadRoutes,
+    disable_ipv6,
+    get_link,
+    link_alias,
+    link_kind,
+)
 from alcor.agent.linux.overlay import OWNER
 
 BRIDGE_PREFIX = "alcpn"
@@ -118,9 +123,4 @@ class ProviderBridges:
         return link is not None and int(link["index"]) == bridge.index
 
     def _link(self, name: str) -> Any | None:
-        try:
-            return self.ipr.link("get", ifname=name)[0]
-        except Exception as exc:
-            if getattr(exc, "code", None) == errno.ENODEV:
-                return None
-            raise
+        return get_link(self.ipr, name)

@@ -25,16 +25,15 @@ router is not kept).
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from alcor.agent.linux import nat
 from alcor.agent.linux.namespaces import (
     ThreadRoutes,
+    delete_link,
     is_netns,
     link_alias,
     netns_inode,
@@ -203,12 +202,7 @@ class Routers:
                 self._delete_link(int(link["index"]))
 
     def _delete_link(self, index: int) -> None:
-        ipr: Any = self.host.get()
-        try:
-            ipr.link("del", index=index)
-        except Exception as exc:
-            if getattr(exc, "code", None) != errno.ENODEV:
-                raise
+        delete_link(self.host.get(), index)
 
 
 def _within(interface: Interface, entries: Mapping[str, str]) -> dict[str, str]:

@@ -35,8 +35,10 @@ import nftables
 from alcor.agent.linux.namespaces import (
     ThreadRoutes,
     create_netns,
+    delete_link,
     disable_ipv6,
     entered,
+    get_link,
     is_netns,
     link_alias,
     link_kind,
@@ -185,16 +187,16 @@ class RouterNamespace:
             create_netns(self.name)
         for name, value in SYSCTLS:
             write_sysctl(self.name, name, value)
-        lo = _link(self.ipr, "lo")
+        lo = get_link(self.ipr, "lo")
         if lo is not None and not lo["flags"] & IFF_UP:
             self.ipr.link("set", index=lo["index"], state="up")
 
     def destroy(self, host_ends: Iterable[str]) -> None:
         """Delete the legs' host ends (which takes their router ends) and the namespace."""
         for name in host_ends:
-            link = _link(self.host_ipr, name)
+            link = get_link(self.host_ipr, name)
             if link is not None and alias_router(link_alias(link)) is not None:
-                _delete(self.host_ipr, int(link["index"]))
+                delete_link(self.host_ipr, int(link["index"]))
         self.close()
         remove_netns(self.name)
 
@@ -206,20 +208,20 @@ class RouterNamespace:
         gratuitous ARP: on an external leg the outside learns at once which host holds a
         floating IP now; on a subnet's leg, workloads that asked for the gateway before it
         existed here, or hold a previous interface's MAC for it, learn the new one."""
-        host = _link(self.host_ipr, leg.host_end)
-        inner = _link(self.ipr, leg.router_end)
+        host = get_link(self.host_ipr, leg.host_end)
+        inner = get_link(self.ipr, leg.router_end)
         if host is not None and (link_alias(host) != alias or inner is None
                                  or link_kind(inner) != "veth"
                                  or host.get_attr("IFLA_LINK") != inner["index"]):
-            _delete(self.host_ipr, int(host["index"]))
+            delete_link(self.host_ipr, int(host["index"]))
             host = None
-            inner = _link(self.ipr, leg.router_end)
+            inner = get_link(self.ipr, leg.router_end)
         if host is None:
             if inner is not None:
-                _delete(self.ipr, int(inner["index"]))
+                delete_link(self.ipr, int(inner["index"]))
             self._create_pair(leg)
-            host = _link(self.host_ipr, leg.host_end)
-            inner = _link(self.ipr, leg.router_end)
+            host = get_link(self.host_ipr, leg.host_end)
+            inner = get_link(self.ipr, leg.router_end)
             if host is None or inner is None:
                 raise RouterNamespaceError(f"veth {leg.host_end}/{leg.router_end} vanished")
         assert inner is not None  # a kept host end has its router end
@@ -272,12 +274,12 @@ class RouterNamespace:
             _check(self.host_raw.request(message), message)
 
     def unplug(self, host_end: str) -> None:
-        link = _link(self.host_ipr, host_end)
+        link = get_link(self.host_ipr, host_end)
         if link is not None and alias_router(link_alias(link)) is not None:
-            _delete(self.host_ipr, int(link["index"]))
+            delete_link(self.host_ipr, int(link["index"]))
 
     def index(self, name: str) -> int | None:
-        link = _link(self.ipr, name)
+        link = get_link(self.ipr, name)
         return None if link is None else int(link["index"])
 
     # addresses
@@ -427,18 +429,3 @@ def _check(codes: list[int], messages: list[NeighMessage]) -> None:
         raise RouterNamespaceError("; ".join(bad))
 
 
-def _link(ipr: Any, name: str) -> Any | None:
-    try:
-        return ipr.link("get", ifname=name)[0]
-    except Exception as exc:  # pyroute2 raises NetlinkError(19) for "no such device"
-        if getattr(exc, "code", None) == errno.ENODEV:
-            return None
-        raise
-
-
-def _delete(ipr: Any, index: int) -> None:
-    try:
-        ipr.link("del", index=index)
-    except Exception as exc:
-        if getattr(exc, "code", None) != errno.ENODEV:
-            raise

@@ -19,7 +19,6 @@ interfaces from the agent's bridges.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import logging
 import os
@@ -32,8 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from alcor.agent.linux.namespaces import (
+    delete_link,
     disable_ipv6,
     entered,
+    get_link,
     link_alias,
     link_kind,
     ns_path,
@@ -135,11 +136,11 @@ class Workloads:
         with self._lock:
             port = self.ports.pop(port_id, None)
         tap = tap_name(port_id)
-        link = _get_link(self.ipr, tap)
+        link = get_link(self.ipr, tap)
         if link is None:
             return
         if link_alias(link) == port_alias(port_id):
-            _delete_link(self.ipr, link["index"])
+            delete_link(self.ipr, link["index"])
         elif port is None or not port.network_ns:
             self._detach(link)
 
@@ -152,21 +153,21 @@ class Workloads:
 
     def _plug_veth(self, port: LocalPort) -> None:
         bridge = self.overlay.segments[port.vni].bridge
-        link = _get_link(self.ipr, port.tap)
+        link = get_link(self.ipr, port.tap)
         if link is not None and link_alias(link) != port_alias(port.port_id):
             raise WorkloadError(f"{port.tap} exists and is not Alcor's veth for this port")
         workload = open_iproute(port.network_ns)
         try:
-            inner = _get_link(workload, port.veth_name)
+            inner = get_link(workload, port.veth_name)
             if link is not None and (inner is None or link_kind(inner) != "veth"):
-                _delete_link(self.ipr, link["index"])  # its peer is gone: the netns changed
+                delete_link(self.ipr, link["index"])  # its peer is gone: the netns changed
                 link = None
             if link is None:
                 if inner is not None:
                     raise WorkloadError(
                         f"{port.network_ns} already has an interface {port.veth_name}")
                 self._create_pair(port)
-            link = _get_link(self.ipr, port.tap)
+            link = get_link(self.ipr, port.tap)
             assert link is not None
             self._converge_host_end(port, link, bridge, alias=port_alias(port.port_id))
             _configure_workload(workload, port)
@@ -201,7 +202,7 @@ class Workloads:
 
     def _attach(self, ipr: Any, port: LocalPort) -> bool:
         """Attach an existing foreign tap (caller holds the lock); False if it is absent."""
-        link = _get_link(ipr, port.tap)
+        link = get_link(ipr, port.tap)
         segment = self.overlay.segments.get(port.vni)
         if link is None or segment is None:
             return False
@@ -246,7 +247,7 @@ class Workloads:
         for link in links:
             alias = link_alias(link)
             if alias.startswith(PORT_ALIAS) and alias[len(PORT_ALIAS):] not in keep:
-                _delete_link(self.ipr, link["index"])
+                delete_link(self.ipr, link["index"])
                 removed += 1
             elif (link.get_attr("IFLA_MASTER") in bridges and not alias.startswith(OWNER)
                   and link.get_attr("IFLA_IFNAME") not in kept_taps):
@@ -263,29 +264,14 @@ def _moved(old: LocalPort, new: LocalPort) -> bool:
     return (old.network_ns, old.veth_name) != (new.network_ns, new.veth_name)
 
 
-def _get_link(ipr: Any, name: str) -> Any | None:
-    try:
-        return ipr.link("get", ifname=name)[0]
-    except Exception as exc:
-        if getattr(exc, "code", None) == errno.ENODEV:
-            return None
-        raise
-
-
-def _delete_link(ipr: Any, index: int) -> None:
-    try:
-        ipr.link("del", index=index)
-    except Exception as exc:
-        if getattr(exc, "code", None) != errno.ENODEV:
-            raise
 
 
 def _configure_workload(ipr: Any, port: LocalPort) -> None:
     """The workload end: lo up; MAC, MTU, up; addresses; default route(s); host routes."""
-    lo = _get_link(ipr, "lo")
+    lo = get_link(ipr, "lo")
     if lo is not None and not lo["flags"] & IFF_UP:
         ipr.link("set", index=lo["index"], state="up")
-    link = _get_link(ipr, port.veth_name)
+    link = get_link(ipr, port.veth_name)
     if link is None:
         raise WorkloadError(f"{port.network_ns} has no interface {port.veth_name}")
     index = link["index"]
