@@ -8,20 +8,35 @@ STAMP  := $(VENV)/.installed
 KEYSTONE_VENV    ?= .venv-keystone
 KEYSTONE_VERSION ?= 30.0.0
 KEYSTONE_STAMP   := $(KEYSTONE_VENV)/.installed
+# Every package is installed at the version CI tested: constraints.txt (ours) and
+# constraints-keystone.txt (Keystone's) pin them all; `make lock` re-resolves them.
+LOCK_VENV        := .venv-lock
 
-.PHONY: run test lint typecheck check bench demo clean keystone
+.PHONY: run test lint typecheck check bench demo clean keystone lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-$(KEYSTONE_STAMP):
+$(KEYSTONE_STAMP): constraints-keystone.txt
 	test -x $(KEYSTONE_VENV)/bin/python || $(PYTHON) -m venv $(KEYSTONE_VENV)
 	$(KEYSTONE_VENV)/bin/pip install --quiet --upgrade pip
-	$(KEYSTONE_VENV)/bin/pip install --quiet 'keystone==$(KEYSTONE_VERSION)'
+	$(KEYSTONE_VENV)/bin/pip install --quiet -c constraints-keystone.txt \
+		'keystone==$(KEYSTONE_VERSION)'
 	touch $(KEYSTONE_STAMP)
+
+## lock: after a dependency change, the newest versions pyproject.toml (and KEYSTONE_VERSION)
+## allow into constraints.txt (constraints-keystone.txt); then `make test`, and commit them
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet -e '.[test]'
+	$(LOCK_VENV)/bin/pip freeze --exclude-editable > constraints.txt
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet 'keystone==$(KEYSTONE_VERSION)'
+	$(LOCK_VENV)/bin/pip freeze > constraints-keystone.txt
+	rm -rf $(LOCK_VENV)
 
 ## keystone: the identity service the authentication tests run (.venv-keystone, about 45 s)
 keystone: $(KEYSTONE_STAMP)
@@ -56,4 +71,4 @@ demo: $(STAMP)
 	$(BIN)/alcor demo
 
 clean:
-	rm -rf $(VENV) $(KEYSTONE_VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(KEYSTONE_VENV) $(LOCK_VENV) var .pytest_cache .mypy_cache .ruff_cache
