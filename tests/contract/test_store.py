@@ -635,13 +635,20 @@ def test_postgresql_writers_that_collide_are_retried(pg_url: str) -> None:
 
 def test_postgresql_deadlock_victim_is_retried(pg_url: str) -> None:
     """Two writers take the same two keys in opposite order: PostgreSQL aborts one of them
-    (deadlock, 40P01) and ``write`` runs it again, after the other committed."""
+    (deadlock, 40P01) and ``write`` runs it again, after the other committed.
+
+    The victim's second attempt waits for the winner's commit: started sooner, it would not
+    see the winner's uncommitted key, insert it too, block, and lose again on the unique
+    constraint once the winner commits (a third attempt, under load)."""
     store = open_backend(pg_url)
     barrier = threading.Barrier(2)
     attempts: list[str] = []
+    committed = {"k1": threading.Event(), "k2": threading.Event()}
 
     def take(txn: Transaction, first: str, second: str) -> None:
         attempts.append(first)
+        if attempts.count(first) > 1:  # the victim again: the other writer starts with second
+            assert committed[second].wait(timeout=60), "the deadlock's winner never committed"
         for i, key in enumerate((first, second)):
             row = {"resource_id": key, "tag": "lock"}
             if not txn.exists("tags", row):
@@ -649,10 +656,13 @@ def test_postgresql_deadlock_victim_is_retried(pg_url: str) -> None:
             if i == 0 and attempts.count(first) == 1:
                 barrier.wait(timeout=60)
 
+    def write(first: str, second: str) -> None:
+        store.write(take, first, second)
+        committed[first].set()
+
     try:
         with ThreadPoolExecutor(2) as pool:
-            done = [pool.submit(store.write, take, "k1", "k2"),
-                    pool.submit(store.write, take, "k2", "k1")]
+            done = [pool.submit(write, "k1", "k2"), pool.submit(write, "k2", "k1")]
             for future in done:
                 future.result()
         assert len(attempts) == 3

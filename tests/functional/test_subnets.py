@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-SAMPLE = Path(__file__).parents[3] / "shared/reference/neutron-samples/real-subnet.json"
+# A real Neutron's subnet, as it answered a create.
+SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "real-subnet.json"
 
 
 def make_network(client: TestClient, **attrs: Any) -> dict[str, Any]:
