@@ -254,9 +254,13 @@ def _us(seconds: float) -> int:
 class AgentState:
     """Desired and realized state of one host, applied through ``programmer``."""
 
-    def __init__(self, programmer: Programmer, local_ip: str = "") -> None:
+    def __init__(self, programmer: Programmer, local_ip: str = "", *,
+                 implicit_deletes: bool = True) -> None:
         self.programmer = programmer
         self.local_ip = local_ip
+        self.implicit_deletes = implicit_deletes
+        """False: a FULL goal state deletes only what it names with DELETE, as upstream's
+        agent does (it never sweeps what a goal state leaves out); generations still hold."""
         self.generation = 0
         """The highest generation applied (0: none since the agent started)."""
         self.desired: dict[int, dict[str, bytes]] = {kind: {} for kind in APPLY_ORDER}
@@ -293,14 +297,14 @@ class AgentState:
                         for d in desired]
             return self._report(generation, outcomes, t0, 0)
         full = generation is not None and base is None
-        the_plan = plan(self.realized, desired, full=full)
+        the_plan = plan(self.realized, desired, full=full and self.implicit_deletes)
         outcomes = [Outcome(d.kind, d.resource_id, d.operation, INVALID_ARG,
                             "listed in host_resources but not in the message", 0, 0)
                     for d in the_plan.invalid]
         outcomes += [Outcome(d.kind, d.resource_id, d.operation, OUT_OF_ORDER,
                              "revision is older than the realized one", 0, 0)
                      for d in the_plan.out_of_order]
-        self._record_desired(the_plan, full)
+        self._record_desired(the_plan, full and self.implicit_deletes)
         programmed = 0
         for step in the_plan.steps:
             outcome, called = self._run(step, t0)
@@ -310,7 +314,7 @@ class AgentState:
             self.generation = generation
         self._flush()
         report = self._report(generation, outcomes, t0, programmed)
-        if full:
+        if full and self.implicit_deletes:
             self._sweep_once()
         return report
 

@@ -41,6 +41,7 @@ from alcor.config import DpmSettings
 from alcor.db.store import Store, Transaction
 from alcor.dpm import compiler, hosts, reconciler, status
 from alcor.dpm.deltas import DeltaBook
+from alcor.dpm.holdings import Holdings, Keys
 from alcor.dpm.metrics import Metrics
 from alcor.dpm.placement import affected_hosts, port_changes
 from alcor.dpm.pusher import GoalStatePusher, PushResult, ResourceStatus
@@ -89,9 +90,12 @@ def claim_txn(
     dirty = affected | plan.hosts
     epoch = hosts.mark_dirty(txn, dirty)
     split = port_changes(txn, changes)
+    # Every claimed port, not only the distinct changes placement read: alike ports of a bulk
+    # share one placed record, but each has its own neighbour entry to deliver.
+    claimed_ports = {str(r["resource_id"]) for r in rows if r["resource_type"] == "port"}
     claim = Claim(len(rows), dirty, epoch,
                   None if split is None else split[0] | set(plan.own.values()),
-                  set() if split is None else split[1], gone=plan.gone, nodes_gone={
+                  set() if split is None else claimed_ports, gone=plan.gone, nodes_gone={
         str(r["resource_id"]) for r in rows
         if r["resource_type"] == "node" and r["operation"] == "delete"})
     if plan.ports:
@@ -125,6 +129,20 @@ def has_changes(txn: Transaction) -> bool:
 def _settle(future: asyncio.Future[T], value: T) -> None:
     if not future.done():  # a transaction run again delivers its hosts again
         future.set_result(value)
+
+
+def refused_any(result: PushResult) -> bool:
+    """Whether the agent refused the goal state as out of order (it applied nothing)."""
+    return any(s.operation_status == common_pb2.OUT_OF_ORDER for s in result.statuses)
+
+
+def failed_deletes(result: PushResult, deleted: Keys) -> Keys:
+    """The explicit deletions the agent reported it failed (it may still hold them)."""
+    out: Keys = {}
+    for s in result.statuses:
+        if s.operation_status in FAILED and s.resource_id in deleted.get(s.resource_type, ()):
+            out.setdefault(s.resource_type, set()).add(s.resource_id)
+    return out
 
 
 def summarize(failures: Mapping[str, str]) -> str | None:
@@ -168,6 +186,7 @@ class Controller:
         self.clock = clock
         self.tracker = status.Tracker()
         self.deltas = DeltaBook()
+        self.holdings = Holdings()
         self.metrics = Metrics()
         self.backoff = hosts.Backoff(settings.backoff_initial, settings.backoff_max)
         self.retry_backoff = hosts.Backoff(settings.reconcile_interval,
@@ -310,6 +329,7 @@ class Controller:
         self.deltas.observe(claim.epoch, full, claim.hosts - full, claim.ports)
         for node_id in claim.nodes_gone:
             self.deltas.forget(node_id)
+            self.holdings.forget(node_id)
         self.tracker.discard(claim.gone | claim.untracked)
         self.tracker.add(claim.entries)
         for node_id in sorted(claim.hosts):
@@ -379,6 +399,10 @@ class Controller:
         if snap is None:
             self.backoff.reset(node_id)
             return True
+        local_ip = str(snap.node.get("local_ip", ""))
+        goal_state, carried = self.holdings.prepare(node_id, local_ip, snap.goal_state,
+                                                    snap.base)
+        snap = hosts.Snapshot(snap.node, snap.generation, goal_state, snap.base)
         compiled = time.perf_counter()
         async with self._pushing:
             pushed_at = self.clock()
@@ -387,6 +411,10 @@ class Controller:
                       node_id, snap.generation, len(snap.goal_state), compiled - began,
                       time.perf_counter() - compiled)
         self.metrics.pushes += 1
+        if result.error is not None or refused_any(result):
+            self.holdings.uncertain(node_id, carried)
+        else:
+            self.holdings.delivered(node_id, carried, failed_deletes(result, carried.deleted))
         if result.error is not None:
             self.metrics.push_failures += 1
             LOG.warning("push of generation %d to host %s failed: %s", snap.generation,
@@ -445,7 +473,7 @@ class Controller:
 
                 try:
                     await self.read(hosts.snapshots, requests, self.compile_host, ready,
-                                    self.deltas.epochs_are_mine)
+                                    self.deltas.covers)
                 except Exception as exc:
                     for future in batch.values():
                         if not future.done():

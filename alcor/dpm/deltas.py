@@ -11,11 +11,15 @@ exact goal state the host holds, so this controller remembers, per host:
   carried each change), or "full" from the generation of any other change.
 
 and sends a delta only if the host's stored generations say the base is still what the
-host holds (``acked_generation == base``) and every generation handed out after the base was
-handed out by this controller (``epochs``: another controller's change to the host would be
-missing from what this one knows).  Everything else, including the first push after a
-controller start, is a full goal state; the agent refuses a delta whose base it does not
-hold, and the next push is full.  Memory only: losing it costs full pushes, never a change.
+host holds (``acked_generation == base``) and every generation handed out after the base, up
+to the one the delta is compiled at, was handed out by this controller *and observed before
+the delta was asked for* (``epochs`` with their observation order: another controller's change
+to the host would be missing from what this one knows, and so would one of its own claims
+that committed after the request was taken but before the compile read the host's
+generation -- the delta would then be acknowledged at a generation whose change it does
+not carry, and the change would be lost for good).  Everything else, including the first
+push after a controller start, is a full goal state; the agent refuses a delta whose base it
+does not hold, and the next push is full.  Memory only: losing it costs full pushes, never a change.
 """
 
 from __future__ import annotations
@@ -33,10 +37,13 @@ MAX_EPOCH_SPAN = 100_000
 
 @dataclass(frozen=True, slots=True)
 class DeltaRequest:
-    """Send ``ports``' neighbour entries (or deletions) on top of generation ``base``."""
+    """Send ``ports``' neighbour entries (or deletions) on top of generation ``base``;
+    ``seen``: the book's observation count when asked (epochs observed later are not
+    covered by ``ports``)."""
 
     base: int
     ports: frozenset[str]
+    seen: int = 0
 
 
 @dataclass(slots=True)
@@ -50,13 +57,15 @@ class _Owed:
 class DeltaBook:
     """This controller's knowledge of what its hosts hold (see the module docstring).
 
-    Updated on the event loop; ``epochs_are_mine`` is read from compile threads (set
-    membership tests only)."""
+    Updated on the event loop; ``covers`` is read from compile threads (dict lookups
+    only)."""
 
     def __init__(self) -> None:
         self._base: dict[str, int] = {}
         self._owed: dict[str, _Owed] = {}
-        self._epochs: set[int] = set()
+        self._epochs: dict[int, int] = {}
+        """Epoch -> the observation count when it was observed."""
+        self._seen = 0
         self._prune_at = PRUNE_FROM
 
     def observe(self, epoch: int | None, full: Iterable[str], neighbours: Iterable[str] = (),
@@ -67,7 +76,8 @@ class DeltaBook:
             for node_id in full:
                 self._base.pop(node_id, None)
             return
-        self._epochs.add(epoch)
+        self._seen += 1
+        self._epochs[epoch] = self._seen
         for node_id in full:
             owed = self._owed.setdefault(node_id, _Owed())
             owed.full_from = epoch if owed.full_from is None else min(owed.full_from, epoch)
@@ -85,14 +95,16 @@ class DeltaBook:
             return None
         if len(owed.ports) > MAX_DELTA_PORTS:
             return None
-        return DeltaRequest(base, frozenset(owed.ports))
+        return DeltaRequest(base, frozenset(owed.ports), self._seen)
 
-    def epochs_are_mine(self, base: int, generation: int) -> bool:
-        """Whether every generation after ``base`` up to ``generation`` was handed out here."""
-        if generation - base > MAX_EPOCH_SPAN:
+    def covers(self, request: DeltaRequest, generation: int) -> bool:
+        """Whether every generation after the request's base up to ``generation`` was handed
+        out here and observed before ``request`` was taken (so its changes are in it)."""
+        if generation - request.base > MAX_EPOCH_SPAN:
             return False
-        epochs = self._epochs
-        return all(e in epochs for e in range(base + 1, generation + 1))
+        epochs, seen = self._epochs, request.seen
+        return all(epochs.get(e, seen + 1) <= seen
+                   for e in range(request.base + 1, generation + 1))
 
     def acknowledged(self, node_id: str, generation: int) -> None:
         """The host applied ``generation`` pushed by this controller: it is the new base, and
@@ -117,5 +129,5 @@ class DeltaBook:
         if len(self._epochs) < self._prune_at:
             return
         floor = min(self._base.values(), default=max(self._epochs))
-        self._epochs = {e for e in self._epochs if e > floor}
+        self._epochs = {e: n for e, n in self._epochs.items() if e > floor}
         self._prune_at = max(PRUNE_FROM, 2 * len(self._epochs))

@@ -88,10 +88,10 @@ class Snapshot:
 
 def snapshot(txn: Transaction, node_id: str, compile_host: Compile,
              shared: SharedReads | None = None, delta: DeltaRequest | None = None,
-             mine: Callable[[int, int], bool] | None = None) -> Snapshot | None:
+             covers: Callable[[DeltaRequest, int], bool] | None = None) -> Snapshot | None:
     """The goal state to push to a dirty host; None if it is clean or no longer registered.
-    A delta if ``delta`` is given, the host acknowledged its base and ``mine`` says every
-    generation since was handed out by this controller (see ``alcor.dpm.deltas``)."""
+    A delta if ``delta`` is given, the host acknowledged its base and ``covers`` says the
+    request carries every change up to the generation read here (see ``alcor.dpm.deltas``)."""
     states = txn.select("host_states", {"node_id": node_id},
                         columns=("generation", "acked_generation"))
     if not states or states[0]["generation"] <= states[0]["acked_generation"]:
@@ -101,7 +101,8 @@ def snapshot(txn: Transaction, node_id: str, compile_host: Compile,
         return None
     generation = int(states[0]["generation"])
     acked = int(states[0]["acked_generation"])
-    if delta is not None and delta.base == acked and mine is not None and mine(acked, generation):
+    if (delta is not None and delta.base == acked and covers is not None
+            and covers(delta, generation)):
         return Snapshot(nodes[0], generation,
                         compile_delta(txn, nodes[0], delta.ports, shared=shared), base=acked)
     return Snapshot(nodes[0], generation, compile_host(txn, nodes[0], shared=shared))
@@ -109,13 +110,13 @@ def snapshot(txn: Transaction, node_id: str, compile_host: Compile,
 
 def snapshots(txn: Transaction, requests: Mapping[str, DeltaRequest | None],
               compile_host: Compile, ready: Callable[[str, Snapshot | None], None],
-              mine: Callable[[int, int], bool] | None = None) -> None:
+              covers: Callable[[DeltaRequest, int], bool] | None = None) -> None:
     """``snapshot`` of several hosts on one transaction, sharing the reads they have in common
     (each network's neighbour candidates, group members); ``ready`` gets each host's as soon
     as it is compiled, so its push need not wait for the others."""
     shared = SharedReads()
     for node_id, delta in requests.items():
-        ready(node_id, snapshot(txn, node_id, compile_host, shared, delta, mine))
+        ready(node_id, snapshot(txn, node_id, compile_host, shared, delta, covers))
 
 
 def record_failure(txn: Transaction, node_id: str, pushed_at: float, error: str) -> None:

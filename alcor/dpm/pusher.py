@@ -8,9 +8,11 @@ generation as ``alcor-generation`` metadata (and, for a delta, the generation it
 connection, deadline, a broken reply) comes back as ``PushResult.error``; ``push`` never
 raises.  A GrpcPusher belongs to one event loop.
 
-``RecordingPusher`` keeps what it was given, folds deltas into what each node holds as an
-agent would (refusing a delta whose base the node does not hold), and answers SUCCESS for
-every listed resource (controller tests, simulations without agents).
+``RecordingPusher`` keeps what it was given and folds it into what each node holds as an
+agent that never sweeps would (upstream's: every state of a FULL goal state or a delta is
+applied by its operation, DELETE removing it, and nothing else is touched; a delta whose base
+the node does not hold is refused), and answers SUCCESS for every listed resource (controller
+tests, simulations without agents).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 Reply = goalstateprovisioner_pb2.GoalStateOperationReply
+
+STATE_MAPS = ("vpc_states", "subnet_states", "port_states", "dhcp_states", "neighbor_states",
+              "security_group_states", "router_states", "gateway_states")
+"""GoalStateV2's state maps (what a recorded node holds)."""
 
 
 @dataclass(frozen=True)
@@ -217,17 +223,20 @@ class RecordingPusher:
               base: int | None) -> int:
         held = self.held.get(node_id)
         if base is None:
-            self.held[node_id] = (generation, goal)
-            return common_pb2.SUCCESS
-        if held is None or held[0] != base:
+            state = goalstate_pb2.GoalStateV2() if held is None else held[1]
+            state.format_version = goal.format_version
+        elif held is None or held[0] != base:
             return common_pb2.OUT_OF_ORDER
-        state = held[1]
-        for key, entry in goal.neighbor_states.items():
-            if entry.operation_type == common_pb2.DELETE:
-                if key in state.neighbor_states:
-                    del state.neighbor_states[key]
-            else:
-                state.neighbor_states[key].CopyFrom(entry)
+        else:
+            state = held[1]
+        for name in STATE_MAPS:
+            target = getattr(state, name)
+            for key, entry in getattr(goal, name).items():
+                if entry.operation_type == common_pb2.DELETE:
+                    if key in target:
+                        del target[key]
+                else:
+                    target[key].CopyFrom(entry)
         self.held[node_id] = (generation, state)
         return common_pb2.SUCCESS
 

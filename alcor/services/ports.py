@@ -11,7 +11,9 @@ Choices where Neutron leaves room:
 * ``binding:vif_type`` is ``unbound`` while ``binding:host_id`` is empty and ``ovs`` with
   ``binding:vif_details`` ``{"port_filter": true}`` once a host is set: Alcor's host agent
   binds every port itself and filters it (security groups), as ML2/OVS reports.
-* ``status`` stays ``DOWN`` here; the data-plane manager reports ``ACTIVE``.
+* ``status`` stays ``DOWN`` here; the data-plane manager reports ``ACTIVE``.  An update of a
+  bound port sets it ``DOWN`` in its own transaction: its hosts hold the previous revision
+  until the controller has them acknowledge the new one.
 * Every outbox record of a port carries ``change_detail`` (network, host, subnets, and on
   update the previous host and subnets), so the data-plane manager can place a change even
   after the port is gone.
@@ -374,6 +376,10 @@ class PortService(ResourceService):
         values = {k: v for k, v in values.items() if k in row}
         values["revision_number"] = row["revision_number"] + 1
         values["updated_at"] = utcnow()
+        if row["status"] != "DOWN" and (row["binding:host_id"]
+                                        or values.get("binding:host_id")):
+            # The hosts hold the old revision: ACTIVE again once they hold this one.
+            values["status"] = "DOWN"
         txn.update(self.table, {"id": row["id"]}, values)
         new = {**row, **values}
         outbox.append(txn, self.resource_type, new, outbox.UPDATE, change_detail(new, row))

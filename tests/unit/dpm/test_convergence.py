@@ -1,0 +1,162 @@
+"""Regressions of convergence under churn, each a bug the model-based test or the issue's
+probe agents found: a delta acknowledged at a generation whose change it did not carry, alike
+ports of a bulk whose neighbour entries were never sent, deletes left to the agent's sweep,
+and a port left ACTIVE while an update of it was on its way."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from alcor.api.app import Services
+from alcor.api.attributes import apply_create
+from alcor.api.definitions import port as port_def
+from alcor.context import RequestContext
+from alcor.db.store import Store
+from alcor.dpm.controller import claim_txn
+from alcor.dpm.deltas import DeltaBook
+from alcor.dpm.placement import affected_hosts
+from alcor.dpm.pusher import RecordingPusher
+from alcor.rpc._generated import common_pb2, goalstate_pb2
+from tests.unit.dpm.test_controller import Fleet, controller, full_compile, goal, held, run
+
+Row = dict[str, Any]
+
+
+@pytest.fixture
+def fleet(store: Store, services: Services, ctx: RequestContext) -> Fleet:
+    return Fleet(store, services, ctx)
+
+
+def states(fleet: Fleet, node_id: str) -> goalstate_pb2.GoalStateV2:
+    """The node's full compile without its index: what a node holding it has."""
+    message = full_compile(fleet, node_id)
+    message.ClearField("host_resources")
+    return message
+
+
+def test_a_delta_request_does_not_cover_an_epoch_observed_after_it() -> None:
+    book = DeltaBook()
+    book.observe(2, ["host-a"])
+    book.acknowledged("host-a", 2)
+    book.observe(3, [], ["host-a"], ["port-b"])
+    request = book.request("host-a")
+    assert request is not None and request.ports == {"port-b"}
+    book.observe(4, ["host-a"])  # host-a's own port, claimed after the request was taken
+    assert book.covers(request, 3)
+    assert not book.covers(request, 4)
+    assert book.request("host-a") is None  # and the next request is a full goal state
+
+
+def test_a_claim_between_a_delta_request_and_its_compile_is_not_lost(fleet: Fleet) -> None:
+    """The issue's smallest reproducer: host-a owed a neighbour entry (a delta was due), then
+    its own new port was claimed after the delta was asked for but before the compile read
+    the host's generation; the delta went out at that generation without the port, was
+    acknowledged, and the port turned ACTIVE on a host that never received it."""
+    fleet.port("host-a")
+    fleet.port("host-b")
+    pusher = RecordingPusher()
+    raced: list[Row] = []
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        request = c.deltas.request
+
+        def racing(node_id: str) -> Any:
+            asked = request(node_id)
+            if node_id == "host-a" and asked is not None and not raced:
+                raced.append(fleet.port("host-a"))
+                claim = fleet.store.write(claim_txn, 1000, time.time(), affected_hosts)
+                assert claim is not None
+                c._after_claim(claim)
+            return asked
+
+        c.deltas.request = racing  # type: ignore[method-assign]
+        fleet.port("host-b")  # host-a owes a neighbour entry: a delta is due
+        await c.quiesce()
+        await c.stop()
+
+    run(main)
+    assert raced, "the race was not staged"
+    assert fleet.stored(raced[0]["id"])["status"] == "ACTIVE"
+    assert raced[0]["id"] in held(pusher, "host-a")[0]
+    assert goal(pusher, "host-a") == states(fleet, "host-a")
+
+
+def test_every_port_of_a_bulk_of_alike_ports_reaches_the_neighbours(fleet: Fleet) -> None:
+    """Placement reads one of several alike changes (same network, host and subnets); the
+    neighbour deltas carried only that one port, the others were never sent."""
+    fleet.port("host-a")
+    fleet.port("host-b")
+    pusher = RecordingPusher()
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        items = [apply_create(port_def.RESOURCE, {"network_id": fleet.network_id,
+                                                  "binding:host_id": "host-b"},
+                              fleet.ctx.project_id) for _ in range(3)]
+        service = fleet.services.by_collection["ports"]
+        bulk = service.create(fleet.ctx, service.prepare_create(fleet.ctx, items))
+        await c.quiesce()
+        await c.stop()
+        neighbours = held(pusher, "host-a")[1]
+        assert {f"L2/{p['id']}" for p in bulk} <= neighbours
+        assert c.metrics.deltas >= 1
+
+    run(main)
+    assert goal(pusher, "host-a") == states(fleet, "host-a")
+
+
+def test_a_host_that_never_sweeps_loses_moved_and_deleted_ports(fleet: Fleet) -> None:
+    """RecordingPusher applies only what goal states name (upstream's agent): a port moved
+    away, a deleted neighbour, and the subnet and VPC a host no longer uses leave it by
+    explicit DELETEs, in full goal states as in deltas."""
+    moved = fleet.port("host-a")
+    gone = fleet.port("host-b")
+    fleet.port("host-c")
+    pusher = RecordingPusher()
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        assert moved["id"] in held(pusher, "host-a")[0]
+        fleet.update_port(moved["id"], **{"binding:host_id": "host-b"})
+        fleet.delete_port(gone["id"])
+        await c.quiesce()
+        await c.stop()
+
+    run(main)
+    state_a = goal(pusher, "host-a")
+    assert not state_a.port_states and not state_a.neighbor_states
+    assert not state_a.subnet_states and not state_a.vpc_states
+    assert f"L2/{gone['id']}" not in goal(pusher, "host-c").neighbor_states
+    for node_id in ("host-a", "host-b", "host-c"):
+        assert goal(pusher, node_id) == states(fleet, node_id)
+    last_full = next(p for p in reversed(pusher.pushes)
+                     if p.node_id == "host-a" and p.base is None)
+    message = goalstate_pb2.GoalStateV2.FromString(last_full.goal_state)
+    assert message.port_states[moved["id"]].operation_type == common_pb2.DELETE
+    listed = {ref.id for ref in message.host_resources["10.0.0.1"].resources}
+    assert moved["id"] in listed  # an agent takes the listed resources: DELETEs are listed
+
+
+def test_an_update_of_an_active_port_makes_it_down_in_the_same_transaction(
+        fleet: Fleet) -> None:
+    port = fleet.port("host-a")
+    pusher = RecordingPusher()
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        assert fleet.stored(port["id"])["status"] == "ACTIVE"
+        updated = fleet.update_port(port["id"], name="renamed")
+        assert updated["status"] == "DOWN"  # before any controller saw the change
+        await c.quiesce()
+        await c.stop()
+
+    run(main)
+    assert fleet.stored(port["id"])["status"] == "ACTIVE"
