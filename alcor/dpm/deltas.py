@@ -48,8 +48,9 @@ class DeltaRequest:
 
 @dataclass(slots=True)
 class _Owed:
-    full_from: int | None = None
-    """Generation of the oldest change needing a full goal state (None: none owed)."""
+    full_upto: int | None = None
+    """Generation of the newest change needing a full goal state (None: none owed): only a
+    goal state acknowledged at or after it settles the debt."""
     ports: dict[str, int] = field(default_factory=dict)
     """Port id -> the newest generation that changed its neighbour entry."""
 
@@ -80,7 +81,8 @@ class DeltaBook:
         self._epochs[epoch] = self._seen
         for node_id in full:
             owed = self._owed.setdefault(node_id, _Owed())
-            owed.full_from = epoch if owed.full_from is None else min(owed.full_from, epoch)
+            # The newest: acknowledging an older full goal state must not settle this one.
+            owed.full_upto = epoch if owed.full_upto is None else max(owed.full_upto, epoch)
         changed = list(ports)
         for node_id in neighbours:
             owed = self._owed.setdefault(node_id, _Owed())
@@ -91,7 +93,7 @@ class DeltaBook:
         """What a delta to the host would carry, or None: send the full goal state."""
         base = self._base.get(node_id)
         owed = self._owed.get(node_id)
-        if base is None or owed is None or owed.full_from is not None:
+        if base is None or owed is None or owed.full_upto is not None:
             return None
         if len(owed.ports) > MAX_DELTA_PORTS:
             return None
@@ -113,10 +115,10 @@ class DeltaBook:
         owed = self._owed.get(node_id)
         if owed is None:
             return
-        if owed.full_from is not None and owed.full_from <= generation:
-            owed.full_from = None
+        if owed.full_upto is not None and owed.full_upto <= generation:
+            owed.full_upto = None
         owed.ports = {p: e for p, e in owed.ports.items() if e > generation}
-        if owed.full_from is None and not owed.ports:
+        if owed.full_upto is None and not owed.ports:
             del self._owed[node_id]
         self._prune()
 

@@ -50,6 +50,23 @@ def test_a_delta_request_does_not_cover_an_epoch_observed_after_it() -> None:
     assert book.request("host-a") is None  # and the next request is a full goal state
 
 
+def test_an_older_full_goal_state_acknowledged_late_does_not_settle_a_newer_need() -> None:
+    """Found by the model-based test: host-a owed a full goal state from epoch 1 (pushed, not
+    yet acknowledged) and another from epoch 3 (its own new port); the book kept the oldest,
+    so the acknowledgement of generation 1 settled both and a delta at 3 went out without
+    the port, which turned ACTIVE."""
+    book = DeltaBook()
+    book.observe(1, ["host-a"])
+    book.observe(2, [], ["host-a"], ["port-b"])
+    book.observe(3, ["host-a"])
+    book.acknowledged("host-a", 1)
+    assert book.request("host-a") is None
+    book.acknowledged("host-a", 3)
+    book.observe(4, [], ["host-a"], ["port-c"])
+    request = book.request("host-a")
+    assert request is not None and (request.base, request.ports) == (3, {"port-c"})
+
+
 def test_a_claim_between_a_delta_request_and_its_compile_is_not_lost(fleet: Fleet) -> None:
     """The issue's smallest reproducer: host-a owed a neighbour entry (a delta was due), then
     its own new port was claimed after the delta was asked for but before the compile read
