@@ -11,6 +11,11 @@ one event loop.  Two modes:
 - ``ack``: keeps nothing but the generation and answers SUCCESS for every resource it is sent
   (for fan-outs whose realized state would not fit in one process's memory).
 
+In ``state`` mode an agent can be non-sweeping (``start_agents(non_sweeping=...)``): its
+AgentState has ``implicit_deletes=False``, so a full goal state deletes only what it names with
+DELETE, as upstream's C++ agent does.  ``SimAgent.restart`` drops an agent's state and asks the
+controller for its whole goal state again, as a restarted agent does.
+
 Agents register themselves with the nodes API (``POST /nodes/bulk``) when given ``api_url``.
 
 From a benchmark::
@@ -41,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,8 +77,8 @@ class SimState(AgentState):
     """The agent's state, noting when each goal state was applied and waking the fleet."""
 
     def __init__(self, programmer: CountingProgrammer, local_ip: str,
-                 changed: asyncio.Event) -> None:
-        super().__init__(programmer, local_ip)
+                 changed: asyncio.Event, *, implicit_deletes: bool = True) -> None:
+        super().__init__(programmer, local_ip, implicit_deletes=implicit_deletes)
         self.counter = programmer
         self.changed = changed
         self.received = 0
@@ -140,6 +145,19 @@ class SimAgent:
                         mac_address=default_mac(self.local_ip), veth="eth0",
                         server_port=self.port, host_dvr_mac=default_dvr_mac(self.local_ip))
 
+    async def restart(self, controller: str) -> None:
+        """Drop everything held (a fresh state of the same kind and sweeping mode, as after a
+        process restart) and ask ``controller`` (host:port) for the whole goal state again;
+        returns once the controller answered the request (the goal state comes as a push).
+        Only the agents' own 127.x addresses (``distinct_ips``) make it one host's restart:
+        the controller re-pushes every node registered at the address."""
+        old = self.state
+        fresh = type(old)(CountingProgrammer(), self.local_ip, old.changed,
+                          implicit_deletes=old.implicit_deletes)
+        self.state = fresh
+        self.server.provisioner.state = fresh
+        await request_full_state(controller, self.local_ip)
+
 
 @dataclass
 class Fleet:
@@ -185,19 +203,24 @@ def sim_ip(index: int) -> str:
 async def start_agents(
     count: int, *, api_url: str | None = None, prefix: str = "sim", mode: str = "state",
     distinct_ips: bool = False, controller: str | None = None, first_index: int = 0,
+    non_sweeping: Container[int] = frozenset(),
 ) -> Fleet:
     """Start ``count`` agents named ``<prefix>-<index>`` (index from ``first_index``, four
     digits); register them with ``api_url`` and have them ask ``controller`` for their full
-    goal state when given."""
+    goal state when given.  Agents whose index is in ``non_sweeping`` keep whatever a full
+    goal state leaves out (``implicit_deletes=False``; state mode only)."""
     if mode not in ("state", "ack"):
         raise ValueError(f"mode must be 'state' or 'ack', not {mode!r}")
+    if non_sweeping and mode != "state":
+        raise ValueError("non-sweeping agents need state mode")
     changed = asyncio.Event()
     state_class = SimState if mode == "state" else AckOnlyState
     fleet = Fleet([], changed, mode)
     try:
         for i in range(first_index, first_index + count):
             ip = sim_ip(i) if distinct_ips else "127.0.0.1"
-            state = state_class(CountingProgrammer(), ip, changed)
+            state = state_class(CountingProgrammer(), ip, changed,
+                                implicit_deletes=i not in non_sweeping)
             server = await start_server(state, f"{ip}:0", offload=False)
             fleet.agents.append(SimAgent(f"{prefix}-{i:04d}", ip, server, state))
         if api_url:
