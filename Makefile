@@ -63,6 +63,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.w3_compile
 	$(BIN)/python -m bench.w2_fanout
 
+## soak: churn soak (bench/churn_soak.py): SOAK_HOSTS simulated hosts for SOAK_MINUTES minutes
+SOAK_HOSTS   ?= 200
+SOAK_MINUTES ?= 30
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python -m bench.churn_soak --hosts $(SOAK_HOSTS) --minutes $(SOAK_MINUTES)
+
 ## demo: (as root: sudo make demo) two simulated hosts, two VMs through the API, a ping; cleans up
 demo: $(STAMP)
 	@test "$$(id -u)" = 0 || { echo "make demo needs root (network namespaces): sudo make demo"; exit 1; }
