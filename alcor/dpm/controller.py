@@ -435,8 +435,13 @@ class Controller:
                              f"the agent refused generation {snap.generation} as older than "
                              "the goal state it holds")
             return False
-        await self._acknowledged(node_id, snap.generation, pushed_at, result, unsuccessful)
+        await self._acknowledged(node_id, snap.generation, pushed_at, result, unsuccessful,
+                                 full=snap.base is None)
         self.deltas.acknowledged(node_id, snap.generation)
+        if any(s.operation_status in FAILED for s in unsuccessful):
+            # Only a full goal state makes an agent retry what it failed: no delta until one
+            # has gone through (the reconciler pushes hosts with failures again).
+            self.deltas.forget(node_id)
         if snap.base is not None:
             self.metrics.deltas += 1
         self.backoff.reset(node_id)
@@ -494,9 +499,10 @@ class Controller:
 
     async def _acknowledged(
         self, node_id: str, generation: int, pushed_at: float, result: PushResult,
-        unsuccessful: Sequence[ResourceStatus],
+        unsuccessful: Sequence[ResourceStatus], *, full: bool = True,
     ) -> None:
-        """Queue the reply for the next ``record_replies`` transaction and wait for it."""
+        """Queue the reply for the next ``record_replies`` transaction and wait for it;
+        ``full``: the push was a full goal state (its reply settles every neighbour entry)."""
         failures = {s.resource_id: s.error or "" for s in unsuccessful
                     if s.operation_status in FAILED}
         self.metrics.resource_failures += len(failures)
@@ -506,8 +512,11 @@ class Controller:
         successes = [s.resource_id for s in result.statuses
                      if s.resource_id in failed and s.operation_status == common_pb2.SUCCESS
                      and s.resource_type == common_pb2.PORT] if failed else []
+        ports = status.PortOutcomes.of(
+            full, ((s.resource_id, s.operation_status in FAILED) for s in result.statuses
+                   if s.resource_type in (common_pb2.PORT, common_pb2.NEIGHBOR)))
         reply = status.Reply(node_id, generation, pushed_at, self.clock(), summarize(failures),
-                             port_failures)
+                             port_failures, ports)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._replies.append((reply, successes, future))
         if self._reply_task is None or self._reply_task.done():
@@ -526,6 +535,7 @@ class Controller:
             recovered: set[str] = set()
             for reply, successes, _ in batch:
                 self.tracker.note_acked({reply.node_id: reply.generation})
+                self.tracker.note_ports(reply.node_id, reply.ports)
                 recovered |= self.tracker.owned(reply.node_id, successes)
             failed -= recovered
             for reply, _, _ in batch:

@@ -14,6 +14,10 @@ revision, ``committed_at`` (when the change was written, from the outbox record)
   reason is in ``binding:vif_details["alcor_error"]``.  A later SUCCESS from that host (the
   reconciler pushes failed hosts again) makes it ACTIVE.
 
+A host that answered FAILURE for a port or its neighbour entry blocks it (``Tracker.blocked``)
+until it answers SUCCESS for it or acknowledges a full goal state that does not fail it: an
+acknowledged generation alone does not mean the host holds the port.
+
 An unbound port has no row and stays DOWN (nothing waits for it); nor has a port bound to a
 host no node is registered for: it stays DOWN until the node registers, whose outbox record
 claims its ports again.
@@ -39,6 +43,7 @@ import orjson
 from alcor.db.store import Transaction
 from alcor.dpm import hosts
 from alcor.dpm.compiler.intent import resolve_hosts
+from alcor.dpm.compiler.neighbors import PREFIX as NEIGHBOUR_PREFIX
 
 PENDING = "pending"
 ACTIVE = "active"
@@ -267,6 +272,28 @@ def record_claim(
 
 
 @dataclass(frozen=True, slots=True)
+class PortOutcomes:
+    """What a host said of the ports of one push -- its own ports and its neighbour
+    entries -- by port id."""
+
+    full: bool
+    """A full goal state: nothing failed before and absent here is still failed there."""
+    failed: frozenset[str] = frozenset()
+    held: frozenset[str] = frozenset()
+    """Ports it programmed (or deleted) successfully."""
+
+    @classmethod
+    def of(cls, full: bool, outcomes: Iterable[tuple[str, bool]]) -> PortOutcomes:
+        """From (port id or ``L2/<port_id>``, failed) pairs."""
+        failed: set[str] = set()
+        held: set[str] = set()
+        for key, bad in outcomes:
+            port_id = key[len(NEIGHBOUR_PREFIX):] if key.startswith(NEIGHBOUR_PREFIX) else key
+            (failed if bad else held).add(port_id)
+        return cls(full, frozenset(failed), frozenset(held - failed))
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A host's answer to one push, as the controller records it."""
 
@@ -278,6 +305,8 @@ class Reply:
     """``last_error``: what failed, or None."""
     failures: Mapping[str, str]
     """Ports the host failed to program -> the agent's reason."""
+    ports: PortOutcomes = PortOutcomes(full=False)
+    """Ports (own, or neighbour entries) the host failed or programmed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +426,10 @@ class Tracker:
         self.groups: dict[Need, set[str]] = {}
         self.by_host: dict[str, set[Need]] = {}
         self.acked: dict[str, int] = {}
+        self.blocked: dict[str, set[str]] = {}
+        """Port -> hosts that failed to program it (its own host) or its neighbour entry, and
+        have not programmed it since: the port is not ACTIVE while any has not, though they
+        acknowledged its generation."""
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -416,6 +449,7 @@ class Tracker:
         for pid in port_ids:
             entry = self.entries.pop(pid, None)
             self.failed.discard(pid)
+            self.blocked.pop(pid, None)
             if entry is None:
                 continue
             members = self.groups.get(entry.need)
@@ -440,6 +474,18 @@ class Tracker:
             self.add([Entry(e.port_id, e.revision, e.node, smaller) for e in members],
                      failed=failed)
 
+    def note_ports(self, node_id: str, reply: PortOutcomes) -> None:
+        """What ``node_id`` said of ports: a failure blocks the port; a success, or a full
+        goal state not failing it, unblocks it."""
+        for port_id in list(self.blocked):
+            hosts = self.blocked[port_id]
+            if node_id in hosts and (reply.full or port_id in reply.held):
+                hosts.discard(node_id)
+                if not hosts:
+                    del self.blocked[port_id]
+        for port_id in reply.failed:
+            self.blocked.setdefault(port_id, set()).add(node_id)
+
     def note_acked(self, acked: Mapping[str, int]) -> None:
         for host, generation in acked.items():
             if generation > self.acked.get(host, 0):
@@ -457,7 +503,8 @@ class Tracker:
         out: list[Entry] = []
         for need in needs:
             if all(self.acked.get(h, 0) >= need.epoch for h in need.hosts):
-                out += [self.entries[p] for p in self.groups[need] if p not in failed]
+                out += [self.entries[p] for p in self.groups[need]
+                        if p not in failed and p not in self.blocked]
         return out
 
     def owned(self, node_id: str, port_ids: Iterable[str]) -> set[str]:
@@ -488,7 +535,7 @@ class Tracker:
         """Tracked ports whose every host acknowledged (as far as ``acked`` knows)."""
         return [self.entries[p] for need, members in self.groups.items()
                 if all(self.acked.get(h, 0) >= need.epoch for h in need.hosts)
-                for p in members if p not in self.failed]
+                for p in members if p not in self.failed and p not in self.blocked]
 
 
 def unsettled(txn: Transaction, tracked: Iterable[str], placement: Placement

@@ -20,7 +20,15 @@ from alcor.dpm.deltas import DeltaBook
 from alcor.dpm.placement import affected_hosts
 from alcor.dpm.pusher import RecordingPusher
 from alcor.rpc._generated import common_pb2, goalstate_pb2
-from tests.unit.dpm.test_controller import Fleet, controller, full_compile, goal, held, run
+from tests.unit.dpm.test_controller import (
+    FailingPusher,
+    Fleet,
+    controller,
+    full_compile,
+    goal,
+    held,
+    run,
+)
 
 Row = dict[str, Any]
 
@@ -177,3 +185,58 @@ def test_an_update_of_an_active_port_makes_it_down_in_the_same_transaction(
 
     run(main)
     assert fleet.stored(port["id"])["status"] == "ACTIVE"
+
+
+def test_a_neighbour_entry_a_host_failed_holds_the_port_down_until_it_is_programmed(
+        fleet: Fleet) -> None:
+    """Found by the model-based test: a host that acknowledged the port's generation but
+    failed to program its neighbour entry still counted, so the port went ACTIVE though
+    traffic from that host could not reach it."""
+    fleet.port("host-b")
+    pusher = FailingPusher()
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        port = fleet.port("host-a")
+        pusher.failing[f"L2/{port['id']}"] = "no room in the FDB"
+        await c.quiesce()
+        assert fleet.host_state("host-b")["acked_generation"] >= 2
+        assert fleet.stored(port["id"])["status"] == "DOWN"
+        assert "no room in the FDB" in (fleet.host_state("host-b")["last_error"] or "")
+        pusher.failing.clear()
+        await c.reconcile()  # hosts with failures get their whole goal state again
+        await c.quiesce()
+        assert fleet.stored(port["id"])["status"] == "ACTIVE"
+        await c.stop()
+
+    run(main)
+
+
+def test_a_host_that_failed_a_port_gets_full_goal_states_until_it_programs_it(
+        fleet: Fleet) -> None:
+    """A delta does not make an agent retry what it failed: after a failure the host gets
+    full goal states, and the failed port is never ACTIVE on a later delta's acknowledgement."""
+    fleet.port("host-b")
+    pusher = FailingPusher()
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        port = fleet.port("host-a")
+        pusher.failing[port["id"]] = "veth refused"
+        await c.quiesce()
+        assert fleet.stored(port["id"])["status"] == "ERROR"
+        mark = len(pusher.pushes)
+        fleet.port("host-b")  # a neighbour change: host-a would get a delta
+        await c.quiesce()
+        to_a = [p for p in pusher.pushes[mark:] if p.node_id == "host-a"]
+        assert to_a and all(p.base is None for p in to_a)
+        assert fleet.stored(port["id"])["status"] == "ERROR"
+        pusher.failing.clear()
+        await c.reconcile()
+        await c.quiesce()
+        assert fleet.stored(port["id"])["status"] == "ACTIVE"
+        await c.stop()
+
+    run(main)

@@ -1,7 +1,7 @@
 """Convergence under churn, model-based: random interleavings of port creates (single and
 bulk), renames, moves and deletes, security-group membership and remote-group rules, router
 interfaces added and removed, late node registrations, agent restarts, unreachable hosts,
-lost replies and slow agents, driven through the real controller (SQLite, the real compiler,
+lost replies, slow agents and data planes failing ports and neighbour entries, driven through the real controller (SQLite, the real compiler,
 placement, deltas and status tracking) with in-process agents that apply every goal state
 exactly as Alcor's agent does (``AgentState``); half of them never sweep, as upstream's agent
 (they delete only what a goal state names with DELETE).
@@ -13,8 +13,8 @@ After every step, from the outside (the database and what each agent realized):
   in it) since before that revision was written, and was registered since then too, holds the
   port's neighbour entry at that revision.
 
-(Hosts whose agent restarted and has applied nothing since are skipped: their data plane is
-read back by the real agent, not by this model.)  Once quiet (every host reachable, the
+(Hosts whose agent restarted and has not applied a goal state in full since are skipped: a
+real agent reads its data plane back, this model's loses it.)  Once quiet (every host reachable, the
 outbox empty, every host acknowledged its generation): every port bound to a registered node
 is ACTIVE, and every host holds exactly its full compile, sweeping or not.
 
@@ -29,7 +29,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
@@ -80,10 +80,15 @@ def node_row(node_id: str) -> Row:
 
 
 class Quiet:
-    """A data plane that programs nothing (the model checks AgentState's realized view)."""
+    """A data plane that programs nothing (the model checks AgentState's realized view), or
+    fails every port and neighbour entry while ``failing()`` says so."""
+
+    def __init__(self, failing: Callable[[], bool]) -> None:
+        self.failing = failing
 
     def apply(self, kind: int, resource_id: str, config: Any, previous: Any) -> None:
-        return None
+        if self.failing() and kind in (common_pb2.PORT, common_pb2.NEIGHBOR):
+            raise OSError("injected: the data plane refused it")
 
     def delete(self, kind: int, resource_id: str, previous: Any) -> None:
         return None
@@ -99,6 +104,8 @@ class Agents:
         self.lose_replies: set[str] = set()
         """Hosts that apply what they get but whose answer never arrives."""
         self.slow: set[str] = set()
+        self.failing: set[str] = set()
+        """Hosts whose data plane fails every port and neighbour entry."""
         self.restarted: set[str] = set()
         """Restarted agents that have applied nothing since."""
         self.log: dict[str, list[tuple[int, int | None, str, dict[str, int]]]] = {}
@@ -106,7 +113,8 @@ class Agents:
         failure messages."""
 
     def start(self, node_id: str) -> None:
-        self.states[node_id] = AgentState(Quiet(), address(node_id),
+        self.states[node_id] = AgentState(Quiet(lambda: node_id in self.failing),
+                                          address(node_id),
                                           implicit_deletes=node_id not in NON_SWEEPING)
 
     async def push(self, node: Mapping[str, Any], generation: int, goal_state: bytes,
@@ -124,7 +132,8 @@ class Agents:
             generation, base, "refused" if refused else "applied",
             {key: st.operation_type for name in ("port_states", "neighbor_states")
              for key, st in getattr(message, name).items()}))
-        if report.generation is not None and state.generation == generation:
+        if (report.generation is not None and state.generation == generation
+                and not report.failures()):
             self.restarted.discard(node_id)
         if node_id in self.lose_replies:
             return PushResult(node_id, generation, [], "deadline exceeded")
@@ -350,12 +359,12 @@ class Convergence(RuleBasedStateMachine):
             self.loop.run_until_complete(self.controller.agent_restarted(address(node_id)))
         self._observe()
 
-    @rule(node_id=st.sampled_from(HOSTS), fault=st.sampled_from(("unreachable", "lose", "slow")),
-          on=st.booleans())
+    @rule(node_id=st.sampled_from(HOSTS),
+          fault=st.sampled_from(("unreachable", "lose", "slow", "fail")), on=st.booleans())
     def fault(self, node_id: str, fault: str, on: bool) -> None:
         self._current = "fault" + repr(dict(list(locals().items())[1:]))
         target = {"unreachable": self.agents.unreachable, "lose": self.agents.lose_replies,
-                  "slow": self.agents.slow}[fault]
+                  "slow": self.agents.slow, "fail": self.agents.failing}[fault]
         (target.add if on else target.discard)(node_id)
         self._observe()
 
@@ -408,6 +417,7 @@ class Convergence(RuleBasedStateMachine):
         self.agents.unreachable.clear()
         self.agents.lose_replies.clear()
         self.agents.slow.clear()
+        self.agents.failing.clear()
         for node_id in self.registered:
             self.controller.kick(node_id, now=True)
         deadline = self.loop.time() + QUIET_TIMEOUT
@@ -428,7 +438,14 @@ class Convergence(RuleBasedStateMachine):
         hosts = [(s["node_id"], s["generation"], s["acked_generation"], s["last_error"])
                  for s in states]
         shown = [(p["id"][:8], p["binding:host_id"], p["status"]) for p in ports]
-        return f"hosts {hosts}, ports {shown}"
+        tracker = self.controller.tracker
+        stuck = {p["id"][:8]: (tracker.entries.get(p["id"]), p["id"] in tracker.failed,
+                               tracker.blocked.get(p["id"]),
+                               self.agents.history(p["binding:host_id"], p["id"])
+                               if p["binding:host_id"] in self.agents.states else None)
+                 for p in ports if p["status"] != "ACTIVE" and p["binding:host_id"]
+                 in self.registered}
+        return f"hosts {hosts}, ports {shown}, stuck {stuck}"
 
     async def _quiet(self) -> bool:
         await self.controller.quiesce()
