@@ -1,10 +1,11 @@
 """Convergence under churn, model-based: random interleavings of port creates (single and
 bulk), renames, moves and deletes, security-group membership and remote-group rules, router
 interfaces added and removed, late node registrations, agent restarts, unreachable hosts,
-lost replies, slow agents and data planes failing ports and neighbour entries, driven through the real controller (SQLite, the real compiler,
-placement, deltas and status tracking) with in-process agents that apply every goal state
-exactly as Alcor's agent does (``AgentState``); half of them never sweep, as upstream's agent
-(they delete only what a goal state names with DELETE).
+lost replies, slow agents and data planes failing ports and neighbour entries, driven
+through the real controller (SQLite, the real compiler, placement, deltas and status
+tracking) with in-process agents that apply every goal state exactly as Alcor's agent does
+(``AgentState``); some of them never sweep, as upstream's agent (they delete only what a goal
+state names with DELETE).
 
 After every step, from the outside (the database and what each agent realized):
 
