@@ -63,6 +63,16 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.w3_compile
 	$(BIN)/python -m bench.w2_fanout
 
+## model: the model-based convergence test, long (MODEL_EXAMPLES runs of MODEL_STEPS steps;
+## `make test` runs 25 of 30)
+MODEL_EXAMPLES ?= 2000
+MODEL_STEPS    ?= 50
+.PHONY: model
+model: $(STAMP)
+	ALCOR_MODEL_EXAMPLES=$(MODEL_EXAMPLES) ALCOR_MODEL_STEPS=$(MODEL_STEPS) \
+		$(BIN)/python -m pytest -q -p no:cacheprovider -o timeout=0 \
+		tests/unit/dpm/test_convergence_model.py
+
 ## soak: churn soak (bench/churn_soak.py): SOAK_HOSTS simulated hosts for SOAK_MINUTES minutes
 SOAK_HOSTS   ?= 200
 SOAK_MINUTES ?= 30
