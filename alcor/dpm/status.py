@@ -315,6 +315,8 @@ class Failed:
     revision: int
     node_id: str
     generation: int
+    epoch: int = 0
+    """The epoch its provisioning record was claimed at (what an ACTIVE record must match)."""
 
 
 @dataclass(slots=True)
@@ -365,7 +367,7 @@ def _record_failures(txn: Transaction, reply: Reply, outcome: ReplyOutcome) -> N
                    {"acked_at": None,
                     "detail": {**record["detail"], "state": ERROR, "error": reason}})
         outcome.failed.append(Failed(port["id"], port["revision_number"], node_id,
-                                     reply.generation))
+                                     reply.generation, int(record["detail"].get("epoch", 0))))
 
 
 def _record_active(
@@ -522,7 +524,8 @@ class Tracker:
                 self.failed.add(failed.port_id)
             elif entry is None:
                 # An ACTIVE port its host failed to re-program: SUCCESS from it restores it.
-                need = Need(failed.generation, frozenset({failed.node_id}))
+                # Its record keeps the epoch it was claimed at: ACTIVE is written against it.
+                need = Need(failed.epoch, frozenset({failed.node_id}))
                 self.add([Entry(failed.port_id, failed.revision, failed.node_id, need)],
                          failed=[failed.port_id])
 

@@ -240,3 +240,29 @@ def test_a_host_that_failed_a_port_gets_full_goal_states_until_it_programs_it(
         await c.stop()
 
     run(main)
+
+
+def test_an_active_port_its_host_fails_to_program_again_recovers(fleet: Fleet) -> None:
+    """Found by the model-based test: an ACTIVE port whose host failed it in a later goal
+    state (say after an agent restart) went ERROR and then stayed ERROR for good, though its
+    host programmed it again: the recovery waited on the failing generation instead of the
+    epoch its record was claimed at, which is what ACTIVE is written against."""
+    port = fleet.port("host-a")
+    fleet.port("host-b")
+    pusher = FailingPusher()
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        assert fleet.stored(port["id"])["status"] == "ACTIVE"
+        pusher.failing[port["id"]] = "veth vanished"
+        await c.agent_restarted("10.0.0.1")
+        await c.quiesce()
+        assert fleet.stored(port["id"])["status"] == "ERROR"
+        pusher.failing.clear()
+        await c.reconcile()
+        await c.quiesce()
+        assert fleet.stored(port["id"])["status"] == "ACTIVE"
+        await c.stop()
+
+    run(main)
