@@ -136,6 +136,27 @@ def test_every_port_of_a_bulk_of_alike_ports_reaches_the_neighbours(fleet: Fleet
     assert goal(pusher, "host-a") == states(fleet, "host-a")
 
 
+def test_single_creates_claimed_together_all_reach_the_neighbours(fleet: Fleet) -> None:
+    """The issue's "one operation at a time" case: creates on one host committed before the
+    controller's next claim are alike changes too; each port's entry must reach the
+    neighbours, not only the one placement read."""
+    fleet.port("host-a")
+    fleet.port("host-b")
+    pusher = RecordingPusher()
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        created = [fleet.port("host-b") for _ in range(3)]  # no claim in between
+        await c.quiesce()
+        await c.stop()
+        assert {f"L2/{p['id']}" for p in created} <= held(pusher, "host-a")[1]
+        assert all(fleet.stored(p["id"])["status"] == "ACTIVE" for p in created)
+
+    run(main)
+    assert goal(pusher, "host-a") == states(fleet, "host-a")
+
+
 def test_a_host_that_never_sweeps_loses_moved_and_deleted_ports(fleet: Fleet) -> None:
     """RecordingPusher applies only what goal states name (upstream's agent): a port moved
     away, a deleted neighbour, and the subnet and VPC a host no longer uses leave it by
