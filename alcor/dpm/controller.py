@@ -145,6 +145,18 @@ def failed_deletes(result: PushResult, deleted: Keys) -> Keys:
     return out
 
 
+def _port_outcomes(unsuccessful: Sequence[ResourceStatus], statuses: Sequence[ResourceStatus]
+                   ) -> list[tuple[str, bool]]:
+    """(port or neighbour id, failed) for the failures, and for every port or neighbour in
+    ``statuses`` (passed only while the host blocks some port: a reply lists thousands)."""
+    kinds = (common_pb2.PORT, common_pb2.NEIGHBOR)
+    out = [(s.resource_id, True) for s in unsuccessful
+           if s.operation_status in FAILED and s.resource_type in kinds]
+    out += [(s.resource_id, s.operation_status in FAILED) for s in statuses
+            if s.resource_type in kinds]
+    return out
+
+
 def summarize(failures: Mapping[str, str]) -> str | None:
     """``last_error`` for a host that failed to program some resources."""
     if not failures:
@@ -512,9 +524,8 @@ class Controller:
         successes = [s.resource_id for s in result.statuses
                      if s.resource_id in failed and s.operation_status == common_pb2.SUCCESS
                      and s.resource_type == common_pb2.PORT] if failed else []
-        ports = status.PortOutcomes.of(
-            full, ((s.resource_id, s.operation_status in FAILED) for s in result.statuses
-                   if s.resource_type in (common_pb2.PORT, common_pb2.NEIGHBOR)))
+        ports = status.PortOutcomes.of(full, _port_outcomes(
+            unsuccessful, result.statuses if self.tracker.blocked_on(node_id) else ()))
         reply = status.Reply(node_id, generation, pushed_at, self.clock(), summarize(failures),
                              port_failures, ports)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -100,6 +100,25 @@ def listed(goal_state: bytes, local_ip: str) -> Keys:
     return keys
 
 
+class Listing:
+    """What a FULL goal state lists for a host, parsed only if someone asks (a host's first
+    big goal state is often never compared with anything)."""
+
+    __slots__ = ("_goal_state", "_keys", "_local_ip")
+
+    def __init__(self, goal_state: bytes, local_ip: str) -> None:
+        self._goal_state: bytes | None = goal_state
+        self._local_ip = local_ip
+        self._keys: Keys | None = None
+
+    def keys(self) -> Keys:
+        if self._keys is None:
+            assert self._goal_state is not None
+            self._keys = listed(self._goal_state, self._local_ip)
+            self._goal_state = None  # the push may go; the keys stay
+        return self._keys
+
+
 def operations(goal_state: bytes) -> tuple[Keys, Keys]:
     """(resources a goal state creates or updates, resources it deletes), by kind: for the
     small messages whose states are read anyway (deltas)."""
@@ -113,9 +132,9 @@ def operations(goal_state: bytes) -> tuple[Keys, Keys]:
     return applied, deleted
 
 
-def _top_level(raw: bytes) -> list[tuple[int, int, int]]:
-    """(field number, start, end) of each length-delimited or varint top-level field."""
-    out: list[tuple[int, int, int]] = []
+def _index_span(raw: bytes, local_ip: str) -> tuple[int, int] | None:
+    """Where the host_resources entry for ``local_ip`` lies in a serialized GoalStateV2 (the
+    compiler puts it right after format_version, so the walk is short); None if absent."""
     pos, size = 0, len(raw)
     while pos < size:
         start = pos
@@ -128,8 +147,9 @@ def _top_level(raw: bytes) -> list[tuple[int, int, int]]:
             pos += length
         else:
             raise ValueError(f"unexpected wire type {wire} in a goal state")
-        out.append((number, start, pos))
-    return out
+        if number == HOST_RESOURCES and _entry_key(raw[start:pos]) == local_ip:
+            return start, pos
+    return None
 
 
 def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
@@ -160,19 +180,14 @@ def with_deletions(goal_state: bytes, local_ip: str, deletions: Mapping[Kind, It
         return goal_state
     refs = b"".join(resource_entry(kind, key) for kind, key in wanted)
     states = b"".join(_deletion(kind, key) for kind, key in wanted)
-    parts: list[bytes] = []
-    extended = False
-    for number, start, end in _top_level(goal_state):
-        chunk = goal_state[start:end]
-        if number == HOST_RESOURCES and not extended and _entry_key(chunk) == local_ip:
-            chunk = _extend_entry(chunk, refs)
-            extended = True
-        parts.append(chunk)
-    if not extended:
+    span = _index_span(goal_state, local_ip)
+    if span is None:
         body = delimited(b"\x0a", local_ip.encode()) + delimited(b"\x12", refs)
-        parts.append(bytes([HOST_RESOURCES << 3 | 2]) + varint(len(body)) + body)
-    parts.append(states)
-    return b"".join(parts)
+        entry = bytes([HOST_RESOURCES << 3 | 2]) + varint(len(body)) + body
+        return goal_state + entry + states
+    start, end = span
+    return b"".join([goal_state[:start], _extend_entry(goal_state[start:end], refs),
+                     goal_state[end:], states])
 
 
 def _entry_key(chunk: bytes) -> str:
@@ -197,8 +212,9 @@ def _extend_entry(chunk: bytes, refs: bytes) -> bytes:
 class Push:
     """One goal state about to go to a host, and what it does to the host's holdings."""
 
-    applied: Keys
-    """What it lists (FULL: everything the host must hold; delta: what it creates)."""
+    applied: Keys | Listing
+    """What it lists (FULL: everything the host must hold, as a ``Listing``; delta: what it
+    creates)."""
     deleted: Keys
     """What it deletes explicitly."""
     full: bool
@@ -208,10 +224,17 @@ class Holdings:
     """Per host, the resources it may hold (see the module docstring).  Event loop only."""
 
     def __init__(self) -> None:
-        self._held: dict[str, Keys] = {}
+        self._held: dict[str, Keys | Listing] = {}
 
     def held(self, node_id: str) -> Keys:
-        return self._held.get(node_id, {})
+        held = self._held.get(node_id)
+        if held is None:
+            return {}
+        if isinstance(held, Listing):
+            keys = {kind: set(ids) for kind, ids in held.keys().items()}
+            self._held[node_id] = keys
+            return keys
+        return held
 
     def prepare(self, node_id: str, local_ip: str, goal_state: bytes, base: int | None
                 ) -> tuple[bytes, Push]:
@@ -219,21 +242,27 @@ class Holdings:
         if base is not None:
             applied, deleted = operations(goal_state)
             return goal_state, Push(applied, deleted, full=False)
-        applied = listed(goal_state, local_ip)
-        deleted = {kind: ids - applied.get(kind, set())
-                   for kind, ids in self.held(node_id).items()}
+        listing = Listing(goal_state, local_ip)
+        held = self.held(node_id)
+        if not any(held.values()):
+            return goal_state, Push(listing, {}, full=True)
+        keys = listing.keys()
+        deleted = {kind: ids - keys.get(kind, set()) for kind, ids in held.items()}
         deleted = {kind: ids for kind, ids in deleted.items() if ids}
-        return with_deletions(goal_state, local_ip, deleted), Push(applied, deleted, full=True)
+        return with_deletions(goal_state, local_ip, deleted), Push(listing, deleted, full=True)
 
     def delivered(self, node_id: str, push: Push, failed_deletes: Keys) -> None:
         """The host acknowledged ``push``; ``failed_deletes``: deletions it reported failed."""
+        if push.full and not failed_deletes:
+            self._held[node_id] = push.applied
+            return
+        held = ({} if push.full else self.held(node_id))
         if push.full:
-            held = {kind: set(ids) for kind, ids in push.applied.items()}
+            held.update((kind, set(ids)) for kind, ids in _keys(push.applied).items())
         else:
-            held = self._held.setdefault(node_id, {})
             for kind, ids in push.deleted.items():
                 held.get(kind, set()).difference_update(ids)
-            for kind, ids in push.applied.items():
+            for kind, ids in _keys(push.applied).items():
                 held.setdefault(kind, set()).update(ids)
         for kind, ids in failed_deletes.items():
             held.setdefault(kind, set()).update(ids)
@@ -241,10 +270,15 @@ class Holdings:
 
     def uncertain(self, node_id: str, push: Push) -> None:
         """``push`` may or may not have reached the host: it may hold what it listed."""
-        held = self._held.setdefault(node_id, {})
-        for kind, ids in push.applied.items():
+        held = self.held(node_id)
+        for kind, ids in _keys(push.applied).items():
             held.setdefault(kind, set()).update(ids)
+        self._held[node_id] = held
 
     def forget(self, node_id: str) -> None:
         """The node is deregistered: nothing is owed to it any more."""
         self._held.pop(node_id, None)
+
+
+def _keys(applied: Keys | Listing) -> Keys:
+    return applied.keys() if isinstance(applied, Listing) else applied

@@ -476,6 +476,10 @@ class Tracker:
             self.add([Entry(e.port_id, e.revision, e.node, smaller) for e in members],
                      failed=failed)
 
+    def blocked_on(self, node_id: str) -> bool:
+        """Whether ``node_id`` blocks some port (its replies' successes then matter)."""
+        return any(node_id in hosts for hosts in self.blocked.values())
+
     def note_ports(self, node_id: str, reply: PortOutcomes) -> None:
         """What ``node_id`` said of ports: a failure blocks the port; a success, or a full
         goal state not failing it, unblocks it."""
