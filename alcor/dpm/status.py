@@ -606,12 +606,14 @@ def settled(txn: Transaction, ports: Mapping[str, int]) -> set[str]:
 def outcome(txn: Transaction, ports: Mapping[str, int], placement: Placement) -> Row:
     """The ports' status and binding details now, and each host they need: ``ACKED`` (it
     acknowledged a generation carrying them), ``FAILED`` (its last push or programming
-    failed; ``error`` says why) or ``PENDING``."""
+    failed, also after acknowledging that generation while a port needing it is not ACTIVE;
+    ``error`` says why) or ``PENDING``."""
     rows = _select_in(txn, "ports", "id", ports, PORT_COLUMNS)
     records = {r["port_id"]: r for r in _select_in(txn, "port_provisioning", "port_id", ports)}
     nodes = resolve_nodes(txn, (p["binding:host_id"] for p in rows))
     own = {p["id"]: nodes[p["binding:host_id"]] for p in rows if p["binding:host_id"] in nodes}
     needs = needed_hosts(txn, rows, own, placement)
+    statuses = {p["id"]: p["status"] for p in rows}
     epochs: dict[frozenset[str], int] = {}
     for pid, need in needs.items():
         record = records.get(pid)
@@ -622,11 +624,17 @@ def outcome(txn: Transaction, ports: Mapping[str, int], placement: Placement) ->
     for need, epoch in epochs.items():
         for host in need:
             required[host] = max(required.get(host, 0), epoch)
+    waiting = {host for pid, need in needs.items() for host in need
+               if pid in statuses and statuses[pid] != "ACTIVE"}
     states = hosts.host_states(txn, required)
     host_view: dict[str, Row] = {}
     for host, epoch in sorted(required.items()):
         state = states.get(host)
-        if state is not None and int(state["acked_generation"]) >= epoch:
+        if (state is not None and int(state["acked_generation"]) >= epoch
+                and state["last_error"] and host in waiting):
+            # It answered the generation but failed something a waiting port needs there.
+            host_view[host] = {"state": "FAILED", "error": state["last_error"]}
+        elif state is not None and int(state["acked_generation"]) >= epoch:
             host_view[host] = {"state": "ACKED"}
         elif state is not None and state["last_error"]:
             host_view[host] = {"state": "FAILED", "error": state["last_error"]}

@@ -5,6 +5,7 @@ and a port left ACTIVE while an update of it was on its way."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -285,5 +286,29 @@ def test_an_active_port_its_host_fails_to_program_again_recovers(fleet: Fleet) -
         await c.quiesce()
         assert fleet.stored(port["id"])["status"] == "ACTIVE"
         await c.stop()
+
+    run(main)
+
+
+def test_a_wait_names_the_host_that_failed_a_neighbour_entry(fleet: Fleet) -> None:
+    """The host acknowledged the generation, but the port is DOWN because of it: the wait's
+    answer says FAILED with the agent's reason, not ACKED."""
+    fleet.port("host-b")
+    pusher = FailingPusher()
+
+    async def main() -> None:
+        c = controller(fleet.store, pusher)
+        await c.quiesce()
+        port = fleet.port("host-a")
+        pusher.failing[f"L2/{port['id']}"] = "no room in the FDB"
+        waiting = asyncio.create_task(c.wait({port["id"]: port["revision_number"]}, 0.5))
+        await c.quiesce()
+        answer = await waiting
+        await c.stop()
+        assert answer["complete"] is False, answer
+        assert answer["ports"][port["id"]]["status"] == "DOWN"
+        assert answer["hosts"]["host-a"] == {"state": "ACKED"}, answer
+        assert answer["hosts"]["host-b"]["state"] == "FAILED"
+        assert "no room in the FDB" in answer["hosts"]["host-b"]["error"]
 
     run(main)
