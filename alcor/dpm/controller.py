@@ -204,6 +204,8 @@ class Controller:
         self.retry_backoff = hosts.Backoff(settings.reconcile_interval,
                                            max(settings.backoff_max, settings.reconcile_interval))
         self._retry_after: dict[str, float] = {}
+        self._heard: set[str] = set()
+        """Hosts that have answered a push of this controller."""
         self._executor: ThreadPoolExecutor | None = None
         self._wake = asyncio.Event()
         self.settlements = Settlements()
@@ -249,13 +251,20 @@ class Controller:
                        asyncio.create_task(self._reconcile_forever(), name="alcor-dpm-reconcile")]
         self._wake.set()
 
+    def _running(self) -> list[asyncio.Task[None]]:
+        return [t for t in (*self._tasks, *self._workers.values(), *self._compile_batches,
+                            *([self._reply_task] if self._reply_task is not None else []))
+                if not t.done()]
+
     async def stop(self) -> None:
+        """Cancel every task of this controller, again while any is left: Python 3.11's
+        ``wait_for`` can swallow a cancellation that meets its inner task's completion, and a
+        task going on may start another (a compile batch, the reply recorder)."""
         self._stopping = True
-        tasks = [*self._tasks, *self._workers.values(), *self._compile_batches,
-                 *([self._reply_task] if self._reply_task is not None else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while pending := self._running():
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.5)
         self._tasks = []
         self._reply_task = None
         self._workers.clear()
@@ -545,6 +554,7 @@ class Controller:
             failed = set(self.tracker.failed)
             recovered: set[str] = set()
             for reply, successes, _ in batch:
+                self._heard.add(reply.node_id)
                 self.tracker.note_acked({reply.node_id: reply.generation})
                 self.tracker.note_ports(reply.node_id, reply.ports)
                 recovered |= self.tracker.owned(reply.node_id, successes)
@@ -600,7 +610,10 @@ class Controller:
         survey = await self.read(reconciler.survey, list(self.tracker.entries),
                                  list(self.tracker.by_host), self.placement)
         self.tracker.add(survey.entries, survey.failed_ports)
-        self.tracker.note_acked(survey.acked)
+        # A host that reported failures counts once it has answered this controller: only a
+        # reply says which ports it failed (after a restart the tracker knows none).
+        self.tracker.note_acked({h: g for h, g in survey.acked.items()
+                                 if h not in survey.erring or h in self._heard})
         self.tracker.drop_hosts(set(self.tracker.by_host) - survey.registered)
         await self._complete_satisfied()
         for node_id in survey.dirty:

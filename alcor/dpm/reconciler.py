@@ -31,6 +31,9 @@ class Survey:
     failed_ports: list[str] = field(default_factory=list)
     acked: dict[str, int] = field(default_factory=dict)
     registered: set[str] = field(default_factory=set)
+    erring: set[str] = field(default_factory=set)
+    """Hosts whose last reply reported failures (``last_error``): which ports they failed
+    only a reply to this controller tells, so their recorded acknowledgements wait for one."""
 
 
 def survey(
@@ -42,9 +45,11 @@ def survey(
     lag = hosts.lagging(txn)
     entries, failed_ports = status.unsettled(txn, tracked, placement)
     watched = set(watched_hosts) | {h for e in entries for h in e.need.hosts}
+    erring = {r["node_id"] for r in txn.select("host_states", columns=("node_id", "last_error"))
+              if r["last_error"]}
     return Survey(lag.dirty, lag.failed, entries, failed_ports,
                   hosts.acked_generations(txn, watched) if watched else {},
-                  set(txn.scalars("nodes", "node_id")))
+                  set(txn.scalars("nodes", "node_id")), erring)
 
 
 def retry_failed(txn: Transaction, node_ids: Iterable[str]) -> tuple[list[str], int | None]:

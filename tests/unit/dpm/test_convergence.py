@@ -312,3 +312,32 @@ def test_a_wait_names_the_host_that_failed_a_neighbour_entry(fleet: Fleet) -> No
         assert "no room in the FDB" in answer["hosts"]["host-b"]["error"]
 
     run(main)
+
+
+def test_a_restarted_controller_does_not_trust_a_host_that_reported_failures(
+        fleet: Fleet) -> None:
+    """Found by the model-based test: which entries a host failed is the controller's memory;
+    a new controller completed the port from the host's recorded acknowledgement though the
+    host had failed its entry. It now waits for that host's answer to its own push."""
+    fleet.port("host-b")
+    pusher = FailingPusher()
+
+    async def main() -> None:
+        first = controller(fleet.store, pusher)
+        await first.quiesce()
+        port = fleet.port("host-a")
+        pusher.failing[f"L2/{port['id']}"] = "no room in the FDB"
+        await first.quiesce()
+        await first.stop()
+        assert fleet.stored(port["id"])["status"] == "DOWN"
+        second = controller(fleet.store, pusher)
+        await second.reconcile()  # what start() does first
+        await second.quiesce()
+        assert fleet.stored(port["id"])["status"] == "DOWN"
+        pusher.failing.clear()
+        await second.agent_restarted("10.0.0.2")  # host-b's next full goal state
+        await second.quiesce()
+        assert fleet.stored(port["id"])["status"] == "ACTIVE"
+        await second.stop()
+
+    run(main)
