@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from alcor.dpm.holdings import STATE_FIELDS
 from alcor.rpc import metadata
 from alcor.rpc._generated import common_pb2, goalstate_pb2, goalstateprovisioner_pb2
 
@@ -45,8 +46,7 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
 
 Reply = goalstateprovisioner_pb2.GoalStateOperationReply
 
-STATE_MAPS = ("vpc_states", "subnet_states", "port_states", "dhcp_states", "neighbor_states",
-              "security_group_states", "router_states", "gateway_states")
+STATE_MAPS = tuple(STATE_FIELDS.values())
 """GoalStateV2's state maps (what a recorded node holds)."""
 
 
